@@ -1,0 +1,329 @@
+"""The ``slimcv`` command line: a thin Typer layer over the public API (:mod:`slimcv.api`).
+
+User mistakes (:class:`slimcv.errors.SlimcvError` and bad command-line usage) print one line on
+stderr and exit with code 2; ``--json`` prints the result's documented dictionary on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from slimcv.errors import SlimcvError
+
+app = typer.Typer(
+    name="slimcv",
+    help="Make vision models small and fast on a real target, and prove it by measuring.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_SOURCE_HELP = (
+    "Model source: torchvision:NAME, timm:NAME, timm:efficientnet_lite0:imagenet, "
+    "file.py:factory, package.module:factory, model.onnx, or an artifact directory."
+)
+ModelArg = Annotated[str, typer.Argument(help=_SOURCE_HELP, show_default=False)]
+NumClasses = Annotated[
+    int | None, typer.Option("--num-classes", help="Replace the classifier head (N outputs).")
+]
+Weights = Annotated[
+    Path | None,
+    typer.Option("--weights", help="Checkpoint to load: .safetensors, .pt or .pth (safe load)."),
+]
+Trust = Annotated[
+    bool,
+    typer.Option("--trust-checkpoint", help="Allow full pickle in .pt/.pth files (can run code)."),
+]
+ImageSize = Annotated[
+    int | None, typer.Option("--image-size", help="Input side in pixels (default: the model's).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+DataOpt = Annotated[
+    str, typer.Option("--data", help="Data: digits, synthetic, or an image folder path.")
+]
+OutOpt = Annotated[Path, typer.Option("--out", help="Output artifact directory.")]
+
+
+def _load(
+    source: str, num_classes: int | None, weights: Path | None, trust: bool, image_size: int | None
+) -> Any:
+    from slimcv.sources import load_model
+
+    if image_size is not None and image_size < 1:
+        raise SlimcvError(f"--image-size must be positive, got {image_size}")
+    if num_classes is not None and num_classes < 1:
+        raise SlimcvError(f"--num-classes must be positive, got {num_classes}")
+    return load_model(
+        source,
+        num_classes=num_classes,
+        weights=weights,
+        trust_checkpoint=trust,
+        image_size=image_size,
+    )
+
+
+def _emit(as_json: bool, data: Any, *tables: Any) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return
+    console = Console()
+    for table in tables:
+        console.print(table)
+
+
+def _progress(as_json: bool) -> bool:
+    return not as_json
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise SlimcvError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise SlimcvError(f"{what} must be positive integers, got {text!r}")
+    return values
+
+
+@app.command()
+def profile(
+    model: ModelArg,
+    image_size: Annotated[int, typer.Option("--image-size", help="Input side in pixels.")] = 224,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    top: Annotated[int, typer.Option(help="Layers to show, heaviest first.")] = 15,
+    as_json: AsJson = False,
+) -> None:
+    """Params, MACs per layer and in total, FP32 size, peak activation memory."""
+    from slimcv.api import profile as run_profile
+    from slimcv.report.tables import profile_table
+
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    result = run_profile(loaded)
+    _emit(as_json, {"model": model, **result.to_dict()}, profile_table(result, model, top))
+
+
+@app.command()
+def train(
+    model: ModelArg,
+    data: DataOpt = "digits",
+    out: OutOpt = Path("run"),
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine).")] = 2e-3,
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
+    seed: Annotated[int, typer.Option(help="Seed for weights, data order and split.")] = 0,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """Supervised training; writes a reloadable artifact directory to --out."""
+    from slimcv.report.tables import train_table
+    from slimcv.training import TrainConfig
+    from slimcv.training import train as run_train
+
+    config = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed
+    )
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    result = run_train(loaded, data, out, config, progress=_progress(as_json))
+    _emit(as_json, result.to_dict(), train_table(result))
+
+
+@app.command("eval")
+def eval_(
+    model: ModelArg,
+    data: DataOpt = "digits",
+    split: Annotated[str, typer.Option(help="val or train.")] = "val",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    seed: Annotated[int, typer.Option(help="Split seed (use the one training used).")] = 0,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """Top-1, top-5 and per-class accuracy (percent) on a data split."""
+    from slimcv.bench.accuracy import evaluate
+    from slimcv.report.tables import eval_table
+
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    result = evaluate(
+        loaded, data, split=split, batch_size=batch_size, seed=seed, progress=_progress(as_json)
+    )
+    _emit(as_json, {"model": model, **result.to_dict()}, eval_table(result, model))
+
+
+@app.command()
+def predict(
+    model: ModelArg,
+    images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes per image.")] = 5,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """Top-k labels with probabilities, using the model's own preprocessing."""
+    from slimcv.data.transforms import load_image
+    from slimcv.inference import predict as run_predict
+    from slimcv.report.tables import predict_table
+
+    for image in images:  # fail on a bad image before loading the model
+        load_image(image)
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    results = run_predict(loaded, list(images), top_k=top_k)
+    _emit(as_json, [r.to_dict() for r in results], predict_table(results))
+
+
+@app.command()
+def bench(
+    model: ModelArg,
+    backends: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: torch, torch-compile, onnxruntime, openvino, cuda, tensorrt."
+        ),
+    ] = "torch,onnxruntime,openvino",
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    threads: Annotated[
+        int | None, typer.Option(help="Intra-op threads (default: all cores).")
+    ] = None,
+    precision: Annotated[
+        str, typer.Option(help="f32, bf16 or f16 (set on every runtime).")
+    ] = "f32",
+    min_time: Annotated[float, typer.Option(help="Seconds of timed runs per record.")] = 2.0,
+    memory: Annotated[bool, typer.Option(help="Measure peak memory in a subprocess.")] = True,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """Latency (median, p90, IQR), throughput, peak memory and energy per runtime and batch."""
+    from slimcv.bench import BenchConfig
+    from slimcv.bench import bench as run_bench
+    from slimcv.report.bench_table import bench_table
+
+    names = tuple(b.strip() for b in backends.split(",") if b.strip())
+    config = BenchConfig(
+        backends=names,
+        batches=_int_list(batch, "--batch"),
+        threads=threads,
+        precision=precision,
+        min_time_s=min_time,
+        memory=memory,
+    )
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    result = run_bench(loaded, config, progress=_progress(as_json))
+    _emit(as_json, result.to_dict(), bench_table(result))
+
+
+@app.command()
+def export(
+    model: ModelArg,
+    to: Annotated[
+        str, typer.Option("--to", help="onnx, openvino, or both: onnx,openvino.")
+    ] = "onnx,openvino",
+    out: OutOpt = Path("export"),
+    opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 17,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """ONNX / OpenVINO IR with BatchNorm folded, each verified against PyTorch."""
+    from slimcv.exporters import ExportConfig
+    from slimcv.exporters import export as run_export
+    from slimcv.report.tables import export_table
+
+    config = ExportConfig(formats=tuple(f.strip() for f in to.split(",") if f.strip()), opset=opset)
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    result = run_export(loaded, out, config)
+    _emit(as_json, result.to_dict(), export_table(result))
+
+
+@app.command()
+def demo(
+    out: OutOpt = Path("slimcv-demo"),
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
+    as_json: AsJson = False,
+) -> None:
+    """Train resnet18 on digits, profile, export, and measure accuracy and latency per runtime."""
+    from slimcv.pipeline.demo import demo_table, run_demo
+
+    result = run_demo(out, epochs=epochs, progress=_progress(as_json))
+    _emit(as_json, result.to_dict(), *demo_table(result))
+
+
+@app.command()
+def version() -> None:
+    """Print slimcv's version and those of the runtimes it found."""
+    import importlib.metadata as md
+
+    for package in ("slimcv", "torch", "torchvision", "timm", "onnx", "onnxruntime", "openvino"):
+        try:
+            print(f"{package} {md.version(package)}")
+        except md.PackageNotFoundError:
+            print(f"{package} not installed")
+
+
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(usage errors, exits) of whichever click Typer runs on (recent Typer vendors its own)."""
+    import importlib
+
+    usage: list[type[BaseException]] = []
+    exits: list[type[BaseException]] = [typer.Exit]
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        usage += [c for c in (getattr(module, "UsageError", None),) if c is not None]
+        exits += [c for c in (getattr(module, "Exit", None),) if c is not None]
+    return tuple(usage), tuple(exits)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app and turns user mistakes into one line and exit code 2."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    usage_errors, exits = _click_exceptions()
+    try:
+        app(args=argv, standalone_mode=False, prog_name="slimcv")
+    except SlimcvError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return 2
+    except usage_errors as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `slimcv`: help is the answer
+            print(message)
+            return 0
+        err.print(f"error: {message}", markup=False)
+        return 2
+    except exits as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted", markup=False)
+        return 130
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

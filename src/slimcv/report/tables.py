@@ -1,0 +1,137 @@
+"""Rich tables for people; the same results go to ``--json`` as plain dictionaries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from slimcv.analysis import ProfileResult
+    from slimcv.bench.accuracy import EvalResult
+    from slimcv.exporters import ExportResult
+    from slimcv.inference import Prediction
+    from slimcv.training import TrainResult
+
+
+def human_count(value: float, unit: str = "") -> str:
+    """1234567 -> '1.23 M'."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".strip()
+
+
+def human_bytes(value: float) -> str:
+    for factor, prefix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if value >= factor:
+            return f"{value / factor:.2f} {prefix}"
+    return f"{int(value)} B"
+
+
+def profile_table(result: ProfileResult, model: str, top: int = 15) -> Table:
+    """Totals, then the layers with the most MACs."""
+    table = Table(title=f"profile {model} input {'x'.join(map(str, result.input_shape))}")
+    table.add_column("layer")
+    table.add_column("type")
+    table.add_column("params", justify="right")
+    table.add_column("MACs", justify="right")
+    table.add_column("% MACs", justify="right")
+    table.add_column("output")
+    heavy = sorted(result.layers, key=lambda layer: layer.macs, reverse=True)[:top]
+    for layer in heavy:
+        share = 100 * layer.macs / result.macs if result.macs else 0.0
+        table.add_row(
+            layer.name,
+            layer.type,
+            human_count(layer.params),
+            human_count(layer.macs),
+            f"{share:.1f}",
+            "x".join(map(str, layer.output_shape)),
+        )
+    table.caption = (
+        f"total: {result.params:,} params, {result.macs:,} MACs ({human_count(result.macs)}), "
+        f"other ops {human_count(result.other_ops)}, FP32 size {human_bytes(result.size_bytes)}, "
+        f"peak activations ~{human_bytes(result.peak_activation_bytes)} (estimate); "
+        f"top {len(heavy)} of {len(result.layers)} layers by MACs"
+    )
+    return table
+
+
+def eval_table(result: EvalResult, model: str) -> Table:
+    table = Table(
+        title=f"eval {model} on {result.data} ({result.split}, {result.samples} images, "
+        f"{result.runtime})"
+    )
+    table.add_column("class")
+    table.add_column("top-1 %", justify="right")
+    for name, acc in result.per_class.items():
+        table.add_row(name, f"{acc:.2f}")
+    table.caption = f"top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%"
+    return table
+
+
+def predict_table(predictions: list[Prediction]) -> Table:
+    table = Table(title="predictions")
+    table.add_column("image")
+    table.add_column("rank", justify="right")
+    table.add_column("index", justify="right")
+    table.add_column("label")
+    table.add_column("prob", justify="right")
+    for pred in predictions:
+        for rank, item in enumerate(pred.top, start=1):
+            table.add_row(
+                pred.image if rank == 1 else "",
+                str(rank),
+                str(item["index"]),
+                item["label"],
+                f"{item['prob']:.4f}",
+            )
+    return table
+
+
+def train_table(result: TrainResult) -> Table:
+    table = Table(title=f"train on {result.data} at {result.image_size}px -> {result.out_dir}")
+    for column in ("epoch", "train loss", "train top-1 %", "val loss", "val top-1 %", "s"):
+        table.add_column(column, justify="right")
+    for e in result.epochs:
+        table.add_row(
+            str(e.epoch),
+            f"{e.train_loss:.4f}",
+            f"{e.train_top1:.2f}",
+            f"{e.val_loss:.4f}",
+            f"{e.val_top1:.2f}",
+            f"{e.seconds:.1f}",
+        )
+    return table
+
+
+def export_table(result: ExportResult) -> Table:
+    table = Table(title=f"export -> {result.out_dir}")
+    for column in (
+        "format",
+        "file",
+        "runtime",
+        "precision",
+        "max |diff|",
+        "tolerance",
+        "top-1 agree",
+        "ok",
+    ):
+        table.add_column(column)
+    for check in result.checks:
+        table.add_row(
+            check.format,
+            result.files.get(check.format, ""),
+            check.runtime,
+            check.precision,
+            f"{check.max_abs_diff:.2e}",
+            f"{check.tolerance:.1e}",
+            f"{100 * check.top1_agreement:.0f}%",
+            "yes" if check.passed else "NO",
+        )
+    table.caption = (
+        f"ONNX opset {result.graph['opset']}, {result.graph['nodes']} nodes, "
+        f"{result.graph['batchnorm_nodes']} BatchNormalization"
+    )
+    return table

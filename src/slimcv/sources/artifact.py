@@ -1,0 +1,234 @@
+"""Artifact directories: a model saved as data, reloadable in a fresh process without pickle.
+
+Layout::
+
+    DIR/
+      slimcv.json         manifest: source string, classes, preprocessing, architecture changes,
+                          history of the commands that made it, metrics, sha256 of every file
+      model.safetensors   the weights
+      ...                 whatever the command adds (model.onnx, openvino/model.xml, ...)
+
+The architecture is rebuilt from the source string, then each recorded architecture change
+(registered in :data:`ARCH_CHANGES`, e.g. pruned channel counts) is replayed, then the weights
+are loaded. Writes go to a temporary sibling directory that is renamed into place, so a crash
+leaves either the old artifact or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimcv.errors import ArtifactError, CheckpointError
+from slimcv.registry import Registry
+from slimcv.sources.model import LoadedModel, Preprocess
+
+MANIFEST = "slimcv.json"
+WEIGHTS = "model.safetensors"
+FORMAT = "slimcv-artifact"
+FORMAT_VERSION = 1
+
+ArchChange = Callable[[nn.Module, dict[str, Any]], nn.Module]
+#: Architecture changes replayed on reload, by name (pruning registers its own).
+ARCH_CHANGES: Registry[ArchChange] = Registry("architecture change")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_output_dir(out_dir: str | Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """Checks that ``out_dir`` may be written, before any work starts.
+
+    Raises:
+        ArtifactError: ``out_dir`` is (or contains) an input, or exists and is not an artifact.
+    """
+    out = Path(out_dir).resolve()
+    for item in inputs:
+        src = Path(item).resolve()
+        if src == out or out in src.parents:
+            raise ArtifactError(f"--out {out_dir} would overwrite the input {item}; choose another")
+    if out.exists():
+        if not out.is_dir():
+            raise ArtifactError(f"--out {out_dir} exists and is a file")
+        if any(out.iterdir()) and not (out / MANIFEST).is_file():
+            raise ArtifactError(
+                f"--out {out_dir} exists, is not empty and is not a slimcv artifact; choose another"
+            )
+    return out
+
+
+@contextlib.contextmanager
+def staging_dir(out_dir: str | Path) -> Iterator[Path]:
+    """Yields a temporary directory that replaces ``out_dir`` atomically on success."""
+    out = Path(out_dir).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def save_artifact(
+    out_dir: str | Path,
+    model: LoadedModel,
+    *,
+    command: str,
+    args: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    write_extra: Callable[[Path, LoadedModel], dict[str, Any] | None] | None = None,
+) -> Path:
+    """Writes ``model`` as an artifact directory, atomically.
+
+    Args:
+        out_dir: destination; replaced as a whole if it is already an artifact.
+        model: the model; its ``meta['history']`` is carried over and extended.
+        command: the slimcv command that made it (``train``, ``export``...).
+        args: that command's arguments, recorded for reproduction.
+        metrics: figures measured on the result (accuracy, latency...).
+        write_extra: called with the staging directory to add files (ONNX, IR); may return
+            extra manifest fields.
+
+    Returns:
+        The artifact directory.
+    """
+    from safetensors.torch import save_model
+
+    module = model.require_module("saving an artifact")
+    out = Path(out_dir).resolve()
+    history = list(model.meta.get("history", []))
+    history.append(
+        {"command": command, "args": args or {}, "metrics": metrics or {}, "time": _now()}
+    )
+    with staging_dir(out) as tmp:
+        save_model(module, str(tmp / WEIGHTS))
+        extra = write_extra(tmp, model) if write_extra else None
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created": _now(),
+            "versions": _versions(),
+            "source": model.source,
+            "num_classes": model.num_classes,
+            "preprocess": model.preprocess.to_dict(),
+            "labels": model.labels,
+            "architecture_changes": model.meta.get("architecture_changes", []),
+            "history": history,
+            "metrics": metrics or {},
+        }
+        if extra:
+            manifest.update(extra)
+        manifest["files"] = {
+            str(p.relative_to(tmp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
+        }
+        _write_json_atomic(tmp / MANIFEST, manifest)
+    return out
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """Reads and checks an artifact's manifest."""
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{directory} is not a slimcv artifact (no {MANIFEST})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is corrupted: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{path} is not a slimcv manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ArtifactError(f"{directory} was written by a newer slimcv; upgrade to read it")
+    return manifest
+
+
+def load_artifact(directory: str | Path) -> LoadedModel:
+    """Rebuilds the model stored in an artifact directory (no pickle involved)."""
+    from slimcv.sources.loader import build_module
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    verify_files(directory, manifest, only=[WEIGHTS])
+    preprocess = Preprocess.from_dict(manifest.get("preprocess", {}))
+    module, _ = build_module(manifest["source"], manifest.get("num_classes"))
+    for change in manifest.get("architecture_changes", []):
+        module = ARCH_CHANGES.get(change["kind"])(module, change)
+    try:
+        from safetensors.torch import load_model
+
+        load_model(module, str(directory / WEIGHTS), strict=True)
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{directory / WEIGHTS} does not fit the model: {exc}") from None
+    module.eval()
+    meta = {
+        "history": manifest.get("history", []),
+        "architecture_changes": manifest.get("architecture_changes", []),
+        "artifact": str(directory.resolve()),
+        "metrics": manifest.get("metrics", {}),
+    }
+    return LoadedModel(
+        source=manifest["source"],
+        num_classes=int(manifest["num_classes"]),
+        preprocess=preprocess,
+        module=module,
+        labels=manifest.get("labels"),
+        meta=meta,
+    )
+
+
+def verify_files(directory: Path, manifest: dict[str, Any], only: list[str] | None = None) -> None:
+    """Checks the sha256 of the artifact's files against the manifest."""
+    files = manifest.get("files", {})
+    for name in only if only is not None else list(files):
+        info = files.get(name)
+        path = directory / name
+        if info is None or not path.is_file():
+            raise ArtifactError(f"artifact {directory} is missing {name}")
+        if sha256_file(path) != info["sha256"]:
+            raise ArtifactError(f"artifact {directory}: {name} is corrupted (sha256 mismatch)")
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _versions() -> dict[str, str]:
+    import slimcv
+
+    return {
+        "slimcv": slimcv.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

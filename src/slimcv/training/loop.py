@@ -1,0 +1,188 @@
+"""The one supervised training loop (fine-tuning, and later QAT and distillation, call it).
+
+It knows nothing about pruning or quantization: it trains a module on a DataBundle with a
+config and reports per-epoch metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from slimcv.data.base import DataBundle
+from slimcv.errors import SlimcvError
+from slimcv.progress import progress_bar
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: images per step.
+        lr: peak learning rate, reached after a linear warm-up, then cosine decay to zero.
+        optimizer: ``adamw`` or ``sgd`` (momentum 0.9, Nesterov).
+        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
+        warmup_fraction: share of all steps spent warming the learning rate up.
+        label_smoothing: cross-entropy label smoothing.
+        seed: seeds Python, NumPy and PyTorch, and the data order.
+    """
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise SlimcvError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise SlimcvError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise SlimcvError(f"learning rate must be positive, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SlimcvError(
+                f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}"
+            )
+        if not 0 <= self.warmup_fraction < 1:
+            raise SlimcvError("warmup_fraction must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            raise SlimcvError("label_smoothing must be in [0, 1)")
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_top1: float
+    val_loss: float
+    val_top1: float
+    lr: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for param in module.parameters():
+        if param.requires_grad:
+            # Biases and norm scales are 1-D; decaying them hurts small models for nothing.
+            (no_decay if param.ndim <= 1 else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _schedule(config: TrainConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(config.warmup_fraction * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor  # type: ignore[return-value]
+
+
+def fit(
+    module: nn.Module,
+    data: DataBundle,
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+) -> list[EpochMetrics]:
+    """Trains ``module`` in place and returns metrics for every epoch."""
+    seed_everything(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(
+        data.train,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        drop_last=len(data.train) > config.batch_size,  # type: ignore[arg-type]
+    )
+    val_loader = DataLoader(data.val, batch_size=max(config.batch_size, 128))
+    optimizer = _optimizer(module, config)
+    total_steps = config.epochs * len(train_loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total_steps))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    history: list[EpochMetrics] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("train", total=total_steps, status="")
+        for epoch in range(1, config.epochs + 1):
+            start = time.perf_counter()
+            module.train()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for images, labels in train_loader:
+                optimizer.zero_grad(set_to_none=True)
+                logits = module(images)
+                loss = criterion(logits, labels)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(labels)
+                correct += int((logits.argmax(1) == labels).sum())
+                seen += len(labels)
+                bar.update(
+                    task,
+                    advance=1,
+                    status=f"epoch {epoch}/{config.epochs} "
+                    f"loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%",
+                )
+            val_loss, val_top1 = evaluate_loss(module, val_loader, criterion)
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=loss_sum / max(seen, 1),
+                train_top1=100 * correct / max(seen, 1),
+                val_loss=val_loss,
+                val_top1=val_top1,
+                lr=optimizer.param_groups[0]["lr"],
+                seconds=time.perf_counter() - start,
+            )
+            history.append(metrics)
+            bar.update(task, status=f"epoch {epoch}/{config.epochs} val acc {val_top1:.1f}%")
+    module.eval()
+    return history
+
+
+def evaluate_loss(
+    module: nn.Module, loader: DataLoader, criterion: nn.Module
+) -> tuple[float, float]:
+    """Mean loss and top-1 (percent) of ``module`` over ``loader``."""
+    module.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    with torch.inference_mode():
+        for images, labels in loader:
+            logits = module(images)
+            loss_sum += criterion(logits, labels).item() * len(labels)
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += len(labels)
+    return loss_sum / max(seen, 1), 100 * correct / max(seen, 1)
