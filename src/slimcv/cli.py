@@ -129,12 +129,13 @@ def train(
 ) -> None:
     """Supervised training; writes a reloadable artifact directory to --out."""
     from slimcv.report.tables import train_table
-    from slimcv.training import TrainConfig
+    from slimcv.training import TrainConfig, seed_everything
     from slimcv.training import train as run_train
 
     config = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed
     )
+    seed_everything(seed)  # before the model is built, so its initial weights are seeded too
     loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
     result = run_train(loaded, data, out, config, progress=_progress(as_json))
     _emit(as_json, result.to_dict(), train_table(result))

@@ -38,10 +38,11 @@ def read_state_dict(path: str | Path, *, trust: bool = False) -> dict[str, torch
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" not in str(exc) and "Unsupported" not in str(exc):
-            raise CheckpointError(
-                f"{path} is not a PyTorch checkpoint ({_first_line(exc)})"
-            ) from None
+        # weights_only refuses both garbage bytes and real pickled classes; only the latter
+        # names the global it refused, and only that case may be loaded with trust.
+        if "Unsupported global" not in str(exc):
+            raise CheckpointError(f"{path} is not a readable checkpoint (corrupted or not a "
+                                  "PyTorch file)") from None
         if not trust:
             raise CheckpointError(
                 f"{path} contains pickled objects beyond tensors; loading it could run code. "

@@ -128,10 +128,19 @@ def _load_onnx(spec: SourceSpec) -> LoadedModel:
     size = dims[2] or dims[3] or 224
     out_dims = [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
     classes = out_dims[-1] if out_dims and out_dims[-1] else 1000
+    preprocess = Preprocess(image_size=int(size))
+    labels = imagenet_labels() if classes == 1000 else None
+    manifest_path = path.parent / "slimcv.json"
+    if manifest_path.is_file():  # exported by slimcv: the manifest knows the preprocessing
+        from slimcv.sources.artifact import read_manifest
+
+        manifest = read_manifest(path.parent)
+        preprocess = Preprocess.from_dict(manifest.get("preprocess", {}))
+        labels = manifest.get("labels") or labels
     return LoadedModel(
         source=str(path),
         num_classes=int(classes),
-        preprocess=Preprocess(image_size=int(size)),
+        preprocess=preprocess,
         onnx_path=path,
-        labels=imagenet_labels() if classes == 1000 else None,
+        labels=labels,
     )

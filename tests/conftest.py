@@ -1,0 +1,46 @@
+"""Shared fixtures: small real models and data, made offline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from slimcv.sources import LoadedModel, load_model
+
+
+def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Gives every BatchNorm non-trivial statistics and affine parameters.
+
+    Freshly initialised torchvision models have identity BatchNorms (mean 0, var 1, weight 1,
+    bias 0), and several of them output logits of 1e-15: comparing exports on such outputs
+    would prove nothing. Trained-looking statistics make the comparison meaningful.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for sub in module.modules():
+        if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+            n = sub.num_features
+            sub.running_mean.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
+            sub.running_var.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+            sub.weight.data.copy_(torch.rand(n, generator=generator) * 0.5 + 0.75)
+            sub.bias.data.copy_(torch.rand(n, generator=generator) * 0.2 - 0.1)
+    return module
+
+
+@pytest.fixture
+def small_model() -> LoadedModel:
+    """mobilenet_v3_small with 10 classes at 64x64: real architecture, fast."""
+    model = load_model("torchvision:mobilenet_v3_small", num_classes=10, image_size=64)
+    randomize_batchnorm(model.module)
+    return model
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory: pytest.TempPathFactory):
+    """resnet18 trained 5 epochs on digits at 32x32, saved as an artifact (once per run)."""
+    from slimcv.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    model = load_model("torchvision:resnet18", num_classes=10, image_size=32)
+    result = train(model, "digits", out, TrainConfig(epochs=5), progress=False)
+    return out, result
