@@ -38,8 +38,14 @@ BAD_INPUTS = {
     "truncated checkpoint": ["profile", "torchvision:resnet18", "--weights", "{truncated}"],
     "garbage onnx": ["eval", "{onnx}", "--data", "digits"],
     "unknown model": ["profile", "torchvision:resnet81"],
-    "empty image folder": ["eval", "torchvision:resnet18", "--num-classes", "2", "--data",
-                           "{empty}"],
+    "empty image folder": [
+        "eval",
+        "torchvision:resnet18",
+        "--num-classes",
+        "2",
+        "--data",
+        "{empty}",
+    ],
     "impossible image size": ["profile", "torchvision:vit_b_16", "--image-size", "100"],
     "malformed source": ["profile", "resnet18:"],
     "unknown backend": ["bench", "torchvision:resnet18", "--backends", "torchh"],
@@ -63,15 +69,25 @@ def test_bad_input_is_one_line_and_exit_2(case, bad_files, capsys, tmp_path):
 
 def test_failed_train_writes_nothing(bad_files, capsys, tmp_path):
     out_dir = tmp_path / "never"
-    code, _, err = run_cli(capsys, "train", "torchvision:resnet18", "--num-classes", "10",
-                           "--weights", str(bad_files["garbage"]), "--out", str(out_dir))
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "torchvision:resnet18",
+        "--num-classes",
+        "10",
+        "--weights",
+        str(bad_files["garbage"]),
+        "--out",
+        str(out_dir),
+    )
     assert code == 2 and "not a" in err
     assert not out_dir.exists()
 
 
 def test_console_script_prints_no_traceback(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "slimcv.cli", "profile", "nope:"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "slimcv.cli", "profile", "nope:"], capture_output=True, text=True
+    )
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: ") and "Traceback" not in done.stderr
 
@@ -91,8 +107,9 @@ def test_predict_efficientnet_lite0_says_cat(capsys, tmp_path):
 
     image = tmp_path / "chelsea.png"
     Image.fromarray(skdata.chelsea()).save(image)
-    code, out, _ = run_cli(capsys, "predict", "timm:efficientnet_lite0:imagenet", str(image),
-                           "--json")
+    code, out, _ = run_cli(
+        capsys, "predict", "timm:efficientnet_lite0:imagenet", str(image), "--json"
+    )
     assert code == 0
     [result] = json.loads(out)
     top = result["predictions"]
@@ -110,8 +127,9 @@ def test_eval_and_export_cli_on_trained_model(trained_digits, capsys, tmp_path):
     assert code == 0
     result = json.loads(out)
     assert all(check["passed"] for check in result["checks"])
-    code, out, _ = run_cli(capsys, "eval", str(out_dir / "model.onnx"), "--data", "digits",
-                           "--json")
+    code, out, _ = run_cli(
+        capsys, "eval", str(out_dir / "model.onnx"), "--data", "digits", "--json"
+    )
     assert code == 0
     onnx_eval = json.loads(out)
     code, out, _ = run_cli(capsys, "eval", str(run_dir), "--data", "digits", "--json")

@@ -29,7 +29,7 @@ _API = {
     "LoadedModel": "slimcv.sources",
     "Preprocess": "slimcv.sources",
     "TrainConfig": "slimcv.training",
-    "BenchConfig": "slimcv.bench",
+    "BenchConfig": "slimcv.measure",
     "ExportConfig": "slimcv.exporters",
 }
 

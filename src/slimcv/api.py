@@ -16,10 +16,10 @@ from slimcv.sources import LoadedModel, Preprocess, load_model
 
 if TYPE_CHECKING:
     from slimcv.analysis import ProfileResult
-    from slimcv.bench import BenchConfig, BenchResult
-    from slimcv.bench.accuracy import EvalResult
     from slimcv.exporters import ExportConfig, ExportResult
     from slimcv.inference import Prediction
+    from slimcv.measure import BenchConfig, BenchResult
+    from slimcv.measure.accuracy import EvalResult
     from slimcv.training import TrainConfig, TrainResult
 
 ModelLike = LoadedModel | nn.Module | str
@@ -67,7 +67,7 @@ def evaluate(
     progress: bool = False,
 ) -> EvalResult:
     """Top-1, top-5 and per-class accuracy (percent) on a data source's split."""
-    from slimcv.bench.accuracy import evaluate as _evaluate
+    from slimcv.measure.accuracy import evaluate as _evaluate
 
     return _evaluate(as_loaded(model, image_size=image_size), data, split=split, progress=progress)
 
@@ -102,7 +102,7 @@ def bench(
     progress: bool = False,
 ) -> BenchResult:
     """Latency, throughput, peak memory and energy per runtime and batch size."""
-    from slimcv.bench import bench as _bench
+    from slimcv.measure import bench as _bench
 
     return _bench(as_loaded(model, image_size=image_size), config, progress=progress)
 

@@ -73,7 +73,8 @@ def _emit(as_json: bool, data: Any, *tables: Any) -> None:
     if as_json:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
         return
-    console = Console()
+    # Piped output is not cut to 80 columns: logs and files are read in wide windows.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     for table in tables:
         console.print(table)
 
@@ -155,7 +156,7 @@ def eval_(
     as_json: AsJson = False,
 ) -> None:
     """Top-1, top-5 and per-class accuracy (percent) on a data split."""
-    from slimcv.bench.accuracy import evaluate
+    from slimcv.measure.accuracy import evaluate
     from slimcv.report.tables import eval_table
 
     loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
@@ -213,8 +214,8 @@ def bench(
     as_json: AsJson = False,
 ) -> None:
     """Latency (median, p90, IQR), throughput, peak memory and energy per runtime and batch."""
-    from slimcv.bench import BenchConfig
-    from slimcv.bench import bench as run_bench
+    from slimcv.measure import BenchConfig
+    from slimcv.measure import bench as run_bench
     from slimcv.report.bench_table import bench_table
 
     names = tuple(b.strip() for b in backends.split(",") if b.strip())

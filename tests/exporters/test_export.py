@@ -5,8 +5,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import randomize_batchnorm
 
+from conftest import randomize_batchnorm
 from slimcv.errors import ExportError, SlimcvError
 from slimcv.exporters import (
     ExportConfig,
@@ -58,8 +58,9 @@ def test_verification_catches_a_wrong_file(small_model, tmp_path: Path):
     randomize_batchnorm(other.module, seed=1)
     inputs = reference_inputs(small_model, 2)
     reference = torch_outputs(other, inputs)
-    check = check_file(small_model, tmp_path / "a.onnx", "onnx", "onnxruntime", inputs,
-                       reference, 1e-4)
+    check = check_file(
+        small_model, tmp_path / "a.onnx", "onnx", "onnxruntime", inputs, reference, 1e-4
+    )
     assert not check.passed and check.max_abs_diff > 1e-3
 
 

@@ -27,8 +27,7 @@ def test_artifact_reloads_in_a_fresh_process(tmp_path: Path):
         f"m = load_model({str(out)!r}); x = torch.load({str(tmp_path / 'x.pt')!r});"
         "print(m.module(x).detach().numpy().tolist())"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     got = torch.tensor(json.loads(done.stdout))
     assert torch.allclose(got, expected, atol=1e-5)
 

@@ -15,7 +15,9 @@ def test_trained_resnet18_reaches_95_on_digits_in_a_fresh_process(trained_digits
     assert result.epochs[-1].train_loss < result.epochs[0].train_loss
     done = subprocess.run(
         [sys.executable, "-m", "slimcv.cli", "eval", str(out), "--data", "digits", "--json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     report = json.loads(done.stdout)
     assert report["top1"] >= 95.0, report

@@ -1,7 +1,7 @@
 """Model analysis: parameters, MACs per layer, weight size and activation memory.
 
 Everything here inspects a model by running it in PyTorch; nothing here runs a deployment
-runtime (that is ``slimcv.bench``).
+runtime (that is ``slimcv.measure``).
 """
 
 from slimcv.analysis.profile import LayerProfile, ProfileResult, profile_model

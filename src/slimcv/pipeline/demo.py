@@ -16,9 +16,9 @@ from typing import Any
 from rich.table import Table
 
 from slimcv.analysis import ProfileResult, profile_model
-from slimcv.bench import BenchConfig, BenchResult, bench
-from slimcv.bench.accuracy import EvalResult, evaluate
 from slimcv.exporters import ExportResult, export
+from slimcv.measure import BenchConfig, BenchResult, bench
+from slimcv.measure.accuracy import EvalResult, evaluate
 from slimcv.report.tables import export_table, human_bytes, human_count, train_table
 from slimcv.sources import load_model
 from slimcv.sources.artifact import check_output_dir
@@ -55,39 +55,62 @@ class DemoResult:
         }
 
 
-def run_demo(out_dir: str | Path = "slimcv-demo", *, epochs: int = 5,
-             progress: bool = True) -> DemoResult:
+def run_demo(
+    out_dir: str | Path = "slimcv-demo", *, epochs: int = 5, progress: bool = True
+) -> DemoResult:
     """Runs the demo into ``out_dir`` (``model/`` and ``export/`` artifacts)."""
     start = time.perf_counter()
     out = check_output_dir(out_dir)
     model = load_model(DEMO_MODEL, num_classes=10, image_size=DEMO_IMAGE_SIZE)
-    trained = train(model, DEMO_DATA, out / "model", TrainConfig(epochs=epochs),
-                    progress=progress)
+    trained = train(model, DEMO_DATA, out / "model", TrainConfig(epochs=epochs), progress=progress)
     model = load_model(str(out / "model"))  # what a fresh process would load
     profile = profile_model(model.require_module("profile"), model.input_shape(1))
     exported = export(model, out / "export")
     export_dir = Path(exported.out_dir)
     accuracy = {
         "torch": evaluate(model, DEMO_DATA, progress=False),
-        "onnxruntime": evaluate(model, DEMO_DATA, backend="onnxruntime",
-                                graph_path=export_dir / exported.files["onnx"], progress=False),
-        "openvino": evaluate(model, DEMO_DATA, backend="openvino",
-                             graph_path=export_dir / exported.files["openvino"],
-                             progress=False),
+        "onnxruntime": evaluate(
+            model,
+            DEMO_DATA,
+            backend="onnxruntime",
+            graph_path=export_dir / exported.files["onnx"],
+            progress=False,
+        ),
+        "openvino": evaluate(
+            model,
+            DEMO_DATA,
+            backend="openvino",
+            graph_path=export_dir / exported.files["openvino"],
+            progress=False,
+        ),
     }
-    config = BenchConfig(backends=("torch", "onnxruntime", "openvino"), batches=DEMO_BATCHES,
-                         precision="f32", min_time_s=1.0)
+    config = BenchConfig(
+        backends=("torch", "onnxruntime", "openvino"),
+        batches=DEMO_BATCHES,
+        precision="f32",
+        min_time_s=1.0,
+    )
     measured = bench(model, config, progress=progress)
-    return DemoResult(str(out), trained, profile, exported, accuracy, measured,
-                      time.perf_counter() - start)
+    return DemoResult(
+        str(out), trained, profile, exported, accuracy, measured, time.perf_counter() - start
+    )
 
 
 def demo_table(result: DemoResult) -> list[Table]:
     """The training log, the export check, and accuracy + latency per runtime."""
-    table = Table(title=f"{DEMO_MODEL} trained on {DEMO_DATA} at {DEMO_IMAGE_SIZE}px: "
-                        "same weights on every runtime")
-    for column in ("runtime", "precision", "top-1 %", "median ms (b1)", "p90 ms (b1)",
-                   f"img/s (b{DEMO_BATCHES[-1]})", "peak mem"):
+    table = Table(
+        title=f"{DEMO_MODEL} trained on {DEMO_DATA} at {DEMO_IMAGE_SIZE}px: "
+        "same weights on every runtime"
+    )
+    for column in (
+        "runtime",
+        "precision",
+        "top-1 %",
+        "median ms (b1)",
+        "p90 ms (b1)",
+        f"img/s (b{DEMO_BATCHES[-1]})",
+        "peak mem",
+    ):
         table.add_column(column, justify="right" if column != "runtime" else "left")
     records = {(r.backend, r.batch): r for r in result.bench.records}
     for runtime, acc in result.accuracy.items():

@@ -8,9 +8,9 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from slimcv.analysis import ProfileResult
-    from slimcv.bench.accuracy import EvalResult
     from slimcv.exporters import ExportResult
     from slimcv.inference import Prediction
+    from slimcv.measure.accuracy import EvalResult
     from slimcv.training import TrainResult
 
 

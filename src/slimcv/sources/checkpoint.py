@@ -41,8 +41,9 @@ def read_state_dict(path: str | Path, *, trust: bool = False) -> dict[str, torch
         # weights_only refuses both garbage bytes and real pickled classes; only the latter
         # names the global it refused, and only that case may be loaded with trust.
         if "Unsupported global" not in str(exc):
-            raise CheckpointError(f"{path} is not a readable checkpoint (corrupted or not a "
-                                  "PyTorch file)") from None
+            raise CheckpointError(
+                f"{path} is not a readable checkpoint (corrupted or not a PyTorch file)"
+            ) from None
         if not trust:
             raise CheckpointError(
                 f"{path} contains pickled objects beyond tensors; loading it could run code. "
