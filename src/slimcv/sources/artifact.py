@@ -176,6 +176,8 @@ def load_artifact(directory: str | Path) -> LoadedModel:
     manifest = read_manifest(directory)
     verify_files(directory, manifest, only=[WEIGHTS])
     preprocess = Preprocess.from_dict(manifest.get("preprocess", {}))
+    import slimcv.sources.arch_changes  # noqa: F401 - registers the built-in changes
+
     module, _ = build_module(manifest["source"], manifest.get("num_classes"))
     for change in manifest.get("architecture_changes", []):
         module = ARCH_CHANGES.get(change["kind"])(module, change)
