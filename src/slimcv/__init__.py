@@ -24,6 +24,8 @@ _API = {
     "train": "slimcv.api",
     "bench": "slimcv.api",
     "export": "slimcv.api",
+    "prune": "slimcv.api",
+    "PruneConfig": "slimcv.pruning",
     "load_model": "slimcv.sources",
     "load_data": "slimcv.data",
     "LoadedModel": "slimcv.sources",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from slimcv.inference import Prediction
     from slimcv.measure import BenchConfig, BenchResult
     from slimcv.measure.accuracy import EvalResult
+    from slimcv.pruning import PruneConfig, PruneResult
     from slimcv.training import TrainConfig, TrainResult
 
 ModelLike = LoadedModel | nn.Module | str
@@ -118,3 +119,24 @@ def export(
     from slimcv.exporters import export as _export
 
     return _export(as_loaded(model, image_size=image_size), out_dir, config)
+
+
+def prune(
+    model: ModelLike,
+    config: PruneConfig,
+    *,
+    data: str | None = None,
+    out_dir: str | Path | None = None,
+    image_size: int | None = None,
+    progress: bool = False,
+) -> PruneResult:
+    """Structured or unstructured pruning, to a ratio or a target, optionally fine-tuned."""
+    from slimcv.pruning import prune as _prune
+
+    return _prune(
+        as_loaded(model, image_size=image_size),
+        config,
+        data=data,
+        out_dir=out_dir,
+        progress=progress,
+    )

@@ -257,6 +257,133 @@ def export(
     _emit(as_json, result.to_dict(), export_table(result))
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
+
+
+@app.command()
+def prune(
+    model: ModelArg,
+    out: OutOpt = Path("pruned"),
+    ratio: Annotated[
+        float | None, typer.Option(help="Structured: channels removed per layer; else sparsity.")
+    ] = None,
+    target_macs: Annotated[
+        float | None, typer.Option("--target-macs", help="Fraction of MACs to keep.")
+    ] = None,
+    target_latency_ms: Annotated[
+        float | None,
+        typer.Option("--target-latency-ms", help="Batch-1 latency to reach on --backend."),
+    ] = None,
+    backend: Annotated[str, typer.Option(help="Runtime a latency target is measured on.")] = (
+        "onnxruntime"
+    ),
+    criterion: Annotated[str, typer.Option(help="l1, l2, bn, taylor, fpgm or random.")] = "l2",
+    mode: Annotated[str, typer.Option(help="structured, unstructured or 2:4.")] = "structured",
+    schedule: Annotated[
+        str, typer.Option(help="oneshot, iterative:K, or gradual:K (unstructured).")
+    ] = "oneshot",
+    global_ranking: Annotated[
+        bool, typer.Option("--global", help="Rank channels/weights across layers.")
+    ] = False,
+    allocation: Annotated[
+        str, typer.Option(help="uniform, or sensitivity (per-layer ratios; needs --data).")
+    ] = "uniform",
+    round_to: Annotated[
+        int | None, typer.Option("--round-to", help="Round channel counts to a multiple.")
+    ] = None,
+    ignore: Annotated[
+        str | None, typer.Option(help="Comma-separated module names to leave unpruned.")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="Data for fine-tuning / taylor / sensitivity / accuracy.")
+    ] = None,
+    finetune_epochs: Annotated[int, typer.Option(help="Fine-tuning epochs in all.")] = 0,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 1e-3,
+    bn_sparsity: Annotated[
+        float, typer.Option(help="Network slimming: L1 on BN scales before 'bn' ranking.")
+    ] = 0.0,
+    threads: Annotated[int | None, typer.Option(help="Threads for latency measurement.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for data order and splits.")] = 0,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """Structured or unstructured pruning to a ratio, a MACs fraction or a measured latency."""
+    from slimcv.pruning import PruneConfig
+    from slimcv.pruning import prune as run_prune
+    from slimcv.report.tables import prune_table
+
+    config = PruneConfig(
+        mode=mode,
+        ratio=ratio,
+        target_macs=target_macs,
+        target_latency_ms=target_latency_ms,
+        backend=backend,
+        criterion=criterion,
+        global_ranking=global_ranking,
+        allocation=allocation,
+        round_to=round_to,
+        ignore=_names(ignore),
+        schedule=schedule,
+        finetune_epochs=finetune_epochs,
+        lr=lr,
+        bn_sparsity=bn_sparsity,
+        threads=threads,
+        seed=seed,
+    )
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    result = run_prune(loaded, config, data=data, out_dir=out, progress=_progress(as_json))
+    _emit(as_json, result.to_dict(), prune_table(result))
+
+
+@app.command()
+def sensitivity(
+    model: ModelArg,
+    data: DataOpt = "digits",
+    ratios: Annotated[str, typer.Option(help="Comma-separated ratios per layer.")] = (
+        "0.25,0.5,0.75"
+    ),
+    criterion: Annotated[str, typer.Option(help="l1, l2, fpgm or random.")] = "l2",
+    samples: Annotated[int, typer.Option(help="Validation images per probe.")] = 256,
+    layers: Annotated[
+        str | None, typer.Option(help="Comma-separated layers (default: all prunable).")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the curves as a PNG here.")] = None,
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """Per-layer accuracy against pruning ratio (each layer pruned alone)."""
+    from slimcv.pruning import sensitivity as run_sensitivity
+    from slimcv.pruning.sensitivity import plot_sensitivity
+    from slimcv.report.tables import sensitivity_table
+
+    try:
+        grid = tuple(float(r) for r in ratios.split(",") if r.strip())
+    except ValueError:
+        raise SlimcvError(f"--ratios must be comma-separated numbers, got {ratios!r}") from None
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    result = run_sensitivity(
+        loaded,
+        data,
+        ratios=grid,
+        criterion=criterion,
+        samples=samples,
+        layers=_names(layers) or None,
+        seed=seed,
+        progress=_progress(as_json),
+    )
+    if plot is not None:
+        plot_sensitivity(result, plot)
+    _emit(as_json, result.to_dict(), sensitivity_table(result))
+
+
 @app.command()
 def demo(
     out: OutOpt = Path("slimcv-demo"),

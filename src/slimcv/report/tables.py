@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from slimcv.exporters import ExportResult
     from slimcv.inference import Prediction
     from slimcv.measure.accuracy import EvalResult
+    from slimcv.pruning.api import PruneResult
+    from slimcv.pruning.sensitivity import SensitivityResult
     from slimcv.training import TrainResult
 
 
@@ -134,4 +136,42 @@ def export_table(result: ExportResult) -> Table:
         f"ONNX opset {result.graph['opset']}, {result.graph['nodes']} nodes, "
         f"{result.graph['batchnorm_nodes']} BatchNormalization"
     )
+    return table
+
+
+def prune_table(result: PruneResult) -> Table:
+    """Before/after figures of a pruning run."""
+    table = Table(title=f"prune ({result.mode}) -> {result.out_dir}")
+    for column in ("", "before", "after", "ratio"):
+        table.add_column(column, justify="right" if column else "left")
+
+    def row(name: str, before: float | None, after: float | None, fmt: str) -> None:
+        if before is None or after is None:
+            return
+        ratio = f"{after / before:.3f}x" if before else ""
+        table.add_row(name, format(before, fmt), format(after, fmt), ratio)
+
+    row("params", result.params_before, result.params_after, ",")
+    row("MACs", result.macs_before, result.macs_after, ",")
+    row("top-1 %", result.top1_before, result.top1_after, ".2f")
+    row("latency ms", result.latency_ms_before, result.latency_ms_after, ".3f")
+    if result.sparsity:
+        table.add_row("weight sparsity", "", f"{result.sparsity['overall_sparsity']:.1%}", "")
+    table.caption = "; ".join(result.notes) if result.notes else None
+    return table
+
+
+def sensitivity_table(result: SensitivityResult) -> Table:
+    """Top-1 per layer and ratio, most sensitive layers first."""
+    table = Table(
+        title=f"sensitivity ({result.criterion}); baseline top-1 "
+        f"{result.baseline_top1:.2f}% on {result.samples} val images"
+    )
+    table.add_column("layer")
+    table.add_column("channels", justify="right")
+    ratios = result.curves[0].ratios if result.curves else []
+    for ratio in ratios:
+        table.add_column(f"top-1 @ {ratio:g}", justify="right")
+    for curve in sorted(result.curves, key=lambda c: min(c.top1)):
+        table.add_row(curve.layer, str(curve.channels), *(f"{v:.2f}" for v in curve.top1))
     return table

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -117,9 +118,22 @@ def fit(
     data: DataBundle,
     config: TrainConfig,
     *,
+    extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
     progress: bool = True,
+    description: str = "train",
 ) -> list[EpochMetrics]:
-    """Trains ``module`` in place and returns metrics for every epoch."""
+    """Trains ``module`` in place and returns metrics for every epoch.
+
+    Args:
+        module: the model; trained in place.
+        data: train and val splits.
+        config: optimisation settings.
+        extra_loss: a regulariser added to every step's loss, computed from the module (e.g.
+            network slimming's L1 on BatchNorm scales); techniques plug in here so the loop
+            stays ignorant of them.
+        progress: show a progress bar on stderr.
+        description: the progress bar's label.
+    """
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
@@ -136,7 +150,7 @@ def fit(
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history: list[EpochMetrics] = []
     with progress_bar(progress) as bar:
-        task = bar.add_task("train", total=total_steps, status="")
+        task = bar.add_task(description, total=total_steps, status="")
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
             module.train()
@@ -145,7 +159,8 @@ def fit(
                 optimizer.zero_grad(set_to_none=True)
                 logits = module(images)
                 loss = criterion(logits, labels)
-                loss.backward()
+                total = loss + extra_loss(module) if extra_loss is not None else loss
+                total.backward()
                 optimizer.step()
                 scheduler.step()
                 loss_sum += loss.item() * len(labels)
