@@ -1,0 +1,83 @@
+"""slimcv.prune end to end: configs, target searches, artifacts that reload, CLI errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slimcv.cli import main
+from slimcv.errors import SlimcvError
+from slimcv.pruning import PruneConfig, prune
+from slimcv.pruning.targets import MAX_RATIO, bisect_ratio
+from slimcv.sources import load_model
+
+
+def test_bisect_finds_the_ratio_within_tolerance():
+    def fake_macs(ratio: float) -> float:  # channels removed on both sides of a conv
+        return (1 - ratio) ** 2
+
+    result = bisect_ratio(fake_macs, 0.5, unit="of MACs", tolerance=0.01)
+    assert abs(result.value - 0.5) <= 0.005 + 1e-9
+    assert result.ratio == pytest.approx(1 - 0.5**0.5, abs=0.01)
+    assert result.steps[0].ratio == MAX_RATIO
+
+
+def test_bisect_refuses_an_unreachable_target():
+    with pytest.raises(SlimcvError, match="cannot be reached"):
+        bisect_ratio(lambda r: 10.0 - r, 1.0, unit="ms", tolerance=0.1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ratio": 1.5}, "between 0 and 1"),
+        ({"ratio": 0.0}, "between 0 and 1"),
+        ({}, "exactly one"),
+        ({"ratio": 0.5, "target_macs": 0.5}, "exactly one"),
+        ({"target_macs": 1.2}, "fraction of MACs"),
+        ({"mode": "unstructured", "target_macs": 0.5}, "--ratio"),
+        ({"ratio": 0.5, "mode": "sparse"}, "unknown pruning mode"),
+        ({"ratio": 0.5, "schedule": "sometimes"}, "schedule"),
+        ({"ratio": 0.5, "schedule": "gradual:3"}, "gradual"),
+        ({"target_macs": 0.5, "allocation": "sensitivity", "finetune_epochs": -1}, "0 or more"),
+    ],
+)
+def test_config_validation(kwargs, message):
+    with pytest.raises(SlimcvError, match=message):
+        PruneConfig(**kwargs)
+
+
+def test_unstructured_80_percent_artifact_is_small_and_reloads(tmp_path: Path):
+    model = load_model("torchvision:resnet18", num_classes=10, image_size=32)
+    dense = tmp_path / "dense"
+    from slimcv.sources import save_artifact
+
+    save_artifact(dense, model, command="test")
+    result = prune(model, PruneConfig(mode="unstructured", ratio=0.8), out_dir=tmp_path / "sp",
+                   progress=False)
+    assert result.sparsity["overall_sparsity"] == pytest.approx(0.8, abs=0.005)
+    assert "dense runtimes" in " ".join(result.notes)  # the honest note: no speed-up
+    size = (tmp_path / "sp" / "model.safetensors").stat().st_size
+    assert size <= 0.35 * (dense / "model.safetensors").stat().st_size
+    done = subprocess.run(
+        [sys.executable, "-m", "slimcv.cli", "eval", str(tmp_path / "sp"), "--data", "digits",
+         "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["samples"] == 360
+
+
+def test_cli_prune_bad_input_exit_2_writes_nothing(tmp_path: Path, capsys):
+    cases = [
+        ["--ratio", "1.5"],
+        ["--ratio", "0.5", "--ignore", "layer9.conv"],
+        ["--target-macs", "0.0001"],
+    ]
+    for extra in cases:
+        out = tmp_path / "out"
+        code = main(["prune", "torchvision:resnet18", "--num-classes", "10", "--image-size",
+                     "32", "--out", str(out), *extra])
+        err = capsys.readouterr().err
+        assert code == 2, (extra, err)
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
