@@ -81,8 +81,8 @@ def layer_sensitivity(
     if not ratios or any(not 0 < r < 1 for r in ratios):
         raise SlimcvError(f"sensitivity ratios must be in (0, 1), got {list(ratios)}")
     example = torch.zeros(input_shape)
-    available = [name for name, _ in prunable_layers(module, example)]
     channels = dict(prunable_layers(module, example))
+    available = list(channels)
     chosen = list(layers) if layers else available
     unknown = [name for name in chosen if name not in channels]
     if unknown:

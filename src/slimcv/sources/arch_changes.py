@@ -5,6 +5,9 @@ recorded as a ``resize`` change: the new shape of every tensor that changed and 
 of every plain attribute (``out_channels``, ``num_features``, ``num_heads``...) that changed.
 Replaying it on a freshly built architecture gives a module whose state dict the saved weights
 fill exactly, with no pickle involved.
+
+Depth pruning (whole residual blocks replaced by ``nn.Identity``) changes the module tree and is
+recorded as an ``identity_blocks`` change instead: the dotted names of the removed blocks.
 """
 
 from __future__ import annotations
@@ -76,4 +79,29 @@ def replay_resize(module: nn.Module, change: dict[str, Any]) -> nn.Module:
             owner._buffers[leaf] = torch.empty(shape, dtype=old_buffer.dtype)
         else:
             raise ArtifactError(f"recorded change names {full_name}, which the model lacks")
+    return module
+
+
+def replace_with_identity(module: nn.Module, name: str) -> None:
+    """Replaces submodule ``name`` (dotted) of ``module`` by ``nn.Identity``."""
+    parent_name, _, leaf = name.rpartition(".")
+    try:
+        parent = module.get_submodule(parent_name) if parent_name else module
+    except AttributeError:
+        parent = None
+    if not leaf or not isinstance(getattr(parent, leaf, None), nn.Module):
+        raise ArtifactError(f"recorded change names block {name}, which the model lacks")
+    setattr(parent, leaf, nn.Identity())
+
+
+def identity_blocks_change(names: list[str]) -> dict[str, Any]:
+    """The ``identity_blocks`` change: the named blocks were replaced by ``nn.Identity``."""
+    return {"kind": "identity_blocks", "names": list(names)}
+
+
+@ARCH_CHANGES.register("identity_blocks")
+def replay_identity_blocks(module: nn.Module, change: dict[str, Any]) -> nn.Module:
+    """Re-applies block removal (depth pruning) to a freshly built module."""
+    for name in change.get("names", []):
+        replace_with_identity(module, name)
     return module
