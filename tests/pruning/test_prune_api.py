@@ -55,15 +55,28 @@ def test_unstructured_80_percent_artifact_is_small_and_reloads(tmp_path: Path):
     from slimcv.sources import save_artifact
 
     save_artifact(dense, model, command="test")
-    result = prune(model, PruneConfig(mode="unstructured", ratio=0.8), out_dir=tmp_path / "sp",
-                   progress=False)
+    result = prune(
+        model, PruneConfig(mode="unstructured", ratio=0.8), out_dir=tmp_path / "sp", progress=False
+    )
     assert result.sparsity["overall_sparsity"] == pytest.approx(0.8, abs=0.005)
     assert "dense runtimes" in " ".join(result.notes)  # the honest note: no speed-up
     size = (tmp_path / "sp" / "model.safetensors").stat().st_size
     assert size <= 0.35 * (dense / "model.safetensors").stat().st_size
     done = subprocess.run(
-        [sys.executable, "-m", "slimcv.cli", "eval", str(tmp_path / "sp"), "--data", "digits",
-         "--json"], capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "slimcv.cli",
+            "eval",
+            str(tmp_path / "sp"),
+            "--data",
+            "digits",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(done.stdout)["samples"] == 360
 
 
@@ -75,8 +88,19 @@ def test_cli_prune_bad_input_exit_2_writes_nothing(tmp_path: Path, capsys):
     ]
     for extra in cases:
         out = tmp_path / "out"
-        code = main(["prune", "torchvision:resnet18", "--num-classes", "10", "--image-size",
-                     "32", "--out", str(out), *extra])
+        code = main(
+            [
+                "prune",
+                "torchvision:resnet18",
+                "--num-classes",
+                "10",
+                "--image-size",
+                "32",
+                "--out",
+                str(out),
+                *extra,
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2, (extra, err)
         assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err

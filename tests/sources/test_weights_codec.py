@@ -52,8 +52,11 @@ def test_round_trip_is_bit_exact():
     stored, meta = encode_state_dict(state)
     assert {"conv.weight", "special", "half", "brain", "double", "transposed"} <= set(meta)
     assert all(info["encoding"] == "bitmask" for info in meta.values())
-    assert meta["conv.weight"] == {"encoding": "bitmask", "shape": [16, 8, 3, 3],
-                                   "dtype": "float32"}
+    assert meta["conv.weight"] == {
+        "encoding": "bitmask",
+        "shape": [16, 8, 3, 3],
+        "dtype": "float32",
+    }
     decoded = decode_state_dict(stored, meta)
     assert set(decoded) == set(state)
     for name, tensor in state.items():

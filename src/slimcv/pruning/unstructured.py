@@ -358,8 +358,9 @@ def _report(module: nn.Module, names: list[str], skipped: dict[str, str]) -> Spa
             weight = _effective_weight(sub)
             zeros = weight.numel() - int(torch.count_nonzero(weight))
             layers.append(
-                LayerSparsity(name, type(sub).__name__, weight.numel(), zeros,
-                              zeros / weight.numel())
+                LayerSparsity(
+                    name, type(sub).__name__, weight.numel(), zeros, zeros / weight.numel()
+                )
             )
     total = sum(p.numel() for p in module.parameters())
     pruned = sum(layer.params for layer in layers)
