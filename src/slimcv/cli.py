@@ -360,7 +360,7 @@ def sensitivity(
     as_json: AsJson = False,
 ) -> None:
     """Per-layer accuracy against pruning ratio (each layer pruned alone)."""
-    from slimcv.pruning import sensitivity as run_sensitivity
+    from slimcv.pruning import analyze_sensitivity as run_sensitivity
     from slimcv.pruning.sensitivity import plot_sensitivity
     from slimcv.report.tables import sensitivity_table
 

@@ -105,3 +105,39 @@ def test_cli_prune_bad_input_exit_2_writes_nothing(tmp_path: Path, capsys):
         assert code == 2, (extra, err)
         assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
         assert not out.exists()
+
+
+def test_halving_macs_of_trained_digits_model_with_finetune(trained_digits, tmp_path: Path):
+    run_dir, _ = trained_digits
+    model = load_model(str(run_dir))
+    result = prune(model, PruneConfig(target_macs=0.5, finetune_epochs=2), data="digits",
+                   out_dir=tmp_path / "half", progress=False)
+    assert result.macs_after / result.macs_before == pytest.approx(0.5, abs=0.02)
+    assert result.top1_after >= result.top1_before - 1.0, result
+    done = subprocess.run(
+        [sys.executable, "-m", "slimcv.cli", "eval", str(tmp_path / "half"), "--data", "digits",
+         "--json"], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["top1"] == pytest.approx(result.top1_after, abs=1e-6)
+
+
+def test_latency_target_is_met_on_the_measured_runtime():
+    model = load_model("torchvision:resnet18", num_classes=10, image_size=128)
+    from slimcv.pruning.targets import measure_latency_ms
+
+    base = measure_latency_ms(model.module, model.input_shape(1), "onnxruntime", None)
+    target = base * 0.5
+    result = prune(model, PruneConfig(target_latency_ms=target), progress=False)
+    assert abs(result.latency_ms_after - target) / target <= 0.10, result.notes
+
+
+def test_sensitivity_cli_writes_curves_and_plot(trained_digits, tmp_path: Path, capsys):
+    run_dir, _ = trained_digits
+    plot = tmp_path / "curves.png"
+    code = main(["sensitivity", str(run_dir), "--data", "digits", "--layers",
+                 "conv1,layer4.1.conv1", "--ratios", "0.5,0.9", "--samples", "128", "--plot",
+                 str(plot), "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [c["layer"] for c in data["curves"]] == ["conv1", "layer4.1.conv1"]
+    assert all(len(c["top1"]) == 2 for c in data["curves"])
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"

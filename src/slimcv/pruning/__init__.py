@@ -25,7 +25,7 @@ _EXPORTS = {
     "make_permanent_": "slimcv.pruning.unstructured",
     "sparsity_report": "slimcv.pruning.unstructured",
     "SensitivityResult": "slimcv.pruning.sensitivity",
-    "sensitivity": "slimcv.pruning.sensitivity",
+    "analyze_sensitivity": "slimcv.pruning.sensitivity",
     "plot_sensitivity": "slimcv.pruning.sensitivity",
 }
 

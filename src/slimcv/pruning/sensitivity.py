@@ -175,7 +175,7 @@ def plot_sensitivity(result: SensitivityResult, path: str | Path, top: int = 12)
     return path
 
 
-def sensitivity(
+def analyze_sensitivity(
     model: Any,
     data: str,
     *,
