@@ -319,7 +319,7 @@ def _sensitivity_allocation(
 ) -> tuple[dict[str, float], tuple[str, ...]]:
     """Per-layer ratios from sensitivity curves, scaled together to meet the MACs target.
 
-    Returns the ratios and the prunable layers the allocation leaves whole (to ignore).
+    Returns the per-layer ratios (every prunable layer has one) and extra names to ignore.
     """
     from slimcv.pruning.sensitivity import allocate_ratios, layer_sensitivity
     from slimcv.pruning.structured import StructuredConfig, prune_structured_
@@ -340,16 +340,17 @@ def _sensitivity_allocation(
     allocated = allocate_ratios(curves, config.target_macs)
     if not allocated:
         raise SlimcvError("sensitivity analysis found no prunable layer")
-    top = max(allocated.values())
+    layers = [c.layer for c in curves.curves]
     base = curves.baseline_macs
     example = torch.zeros(shape)
 
-    def scaled(scale: float) -> dict[str, float]:
-        return {k: min(0.95, v * scale / top) for k, v in allocated.items()}
+    def blended(t: float) -> dict[str, float]:
+        # t = 0 is the allocation itself; t -> 1 prunes every layer towards all of it. The
+        # additive prediction behind the allocation is only approximate, so the real MACs
+        # decide where between the two the target lies.
+        return {name: min(0.95, 1 - (1 - t) * (1 - allocated.get(name, 0.0))) for name in layers}
 
-    untouched = tuple(sorted({c.layer for c in curves.curves} - set(allocated)))
-
-    def macs_at(scale: float) -> float:
+    def macs_at(t: float) -> float:
         trial = copy.deepcopy(module)
         prune_structured_(
             trial,
@@ -358,14 +359,14 @@ def _sensitivity_allocation(
                 ratio=MIN_LAYER_RATIO,
                 criterion=config.criterion,
                 round_to=config.round_to,
-                ignore=config.ignore + untouched,
-                layer_ratios=scaled(scale),
+                ignore=config.ignore,
+                layer_ratios=blended(t),
             ),
         )
         return profile_model(trial, shape).macs / base
 
     search = bisect_ratio(macs_at, config.target_macs, unit="of MACs", tolerance=0.01)
-    return scaled(search.ratio), untouched
+    return blended(search.ratio), ()
 
 
 def _unstructured(
