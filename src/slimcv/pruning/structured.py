@@ -463,9 +463,11 @@ class _Session:
         kept = width - len(group[0].idxs) // slices
         slices_are_layers = any(i.dep.target.module in self.setup.out_channel_groups for i in group)
         step = multiple if slices_are_layers else multiple // math.gcd(multiple, slices)
-        target = min(round(kept / step), width // step) * step
+        # At least one multiple is kept, so a harder ratio never prunes less than a softer one
+        # (ratio searches rely on MACs falling as the ratio grows).
+        target = min(max(round(kept / step), 1), width // step) * step
         if target == 0:
-            return None  # too narrow to keep a multiple: leave it whole
+            return None  # narrower than one multiple: leave it whole
         if target == kept:
             return group
         ranked = scores.view(slices, width).mean(0).argsort().tolist()
