@@ -110,13 +110,30 @@ def test_cli_prune_bad_input_exit_2_writes_nothing(tmp_path: Path, capsys):
 def test_halving_macs_of_trained_digits_model_with_finetune(trained_digits, tmp_path: Path):
     run_dir, _ = trained_digits
     model = load_model(str(run_dir))
-    result = prune(model, PruneConfig(target_macs=0.5, finetune_epochs=2), data="digits",
-                   out_dir=tmp_path / "half", progress=False)
+    result = prune(
+        model,
+        PruneConfig(target_macs=0.5, finetune_epochs=2),
+        data="digits",
+        out_dir=tmp_path / "half",
+        progress=False,
+    )
     assert result.macs_after / result.macs_before == pytest.approx(0.5, abs=0.02)
     assert result.top1_after >= result.top1_before - 1.0, result
     done = subprocess.run(
-        [sys.executable, "-m", "slimcv.cli", "eval", str(tmp_path / "half"), "--data", "digits",
-         "--json"], capture_output=True, text=True, check=True)
+        [
+            sys.executable,
+            "-m",
+            "slimcv.cli",
+            "eval",
+            str(tmp_path / "half"),
+            "--data",
+            "digits",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(done.stdout)["top1"] == pytest.approx(result.top1_after, abs=1e-6)
 
 
@@ -133,9 +150,23 @@ def test_latency_target_is_met_on_the_measured_runtime():
 def test_sensitivity_cli_writes_curves_and_plot(trained_digits, tmp_path: Path, capsys):
     run_dir, _ = trained_digits
     plot = tmp_path / "curves.png"
-    code = main(["sensitivity", str(run_dir), "--data", "digits", "--layers",
-                 "conv1,layer4.1.conv1", "--ratios", "0.5,0.9", "--samples", "128", "--plot",
-                 str(plot), "--json"])
+    code = main(
+        [
+            "sensitivity",
+            str(run_dir),
+            "--data",
+            "digits",
+            "--layers",
+            "conv1,layer4.1.conv1",
+            "--ratios",
+            "0.5,0.9",
+            "--samples",
+            "128",
+            "--plot",
+            str(plot),
+            "--json",
+        ]
+    )
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert [c["layer"] for c in data["curves"]] == ["conv1", "layer4.1.conv1"]
