@@ -243,15 +243,13 @@ def _structured(
     example = torch.zeros(shape)
     batches = _batches(bundle, 4) if config.criterion == "taylor" and bundle else None
 
-    extra_ignore: tuple[str, ...] = ()
-
     def structured_config(ratio: float, layer_ratios: dict[str, float] | None = None):
         return StructuredConfig(
             ratio=ratio,
             criterion=config.criterion,
             global_ranking=config.global_ranking,
             round_to=config.round_to,
-            ignore=config.ignore + extra_ignore,
+            ignore=config.ignore,
             layer_ratios=layer_ratios or {},
         )
 
@@ -270,8 +268,8 @@ def _structured(
         )
         result.search, ratio = search.to_dict(), search.ratio
     elif config.target_macs is not None and config.allocation == "sensitivity":
-        layer_ratios, extra_ignore = _sensitivity_allocation(model, config, bundle, progress)
-        ratio = MIN_LAYER_RATIO  # every layer has its own ratio; the rest are ignored
+        layer_ratios = _sensitivity_allocation(model, config, bundle, progress)
+        ratio = MIN_LAYER_RATIO  # placeholder: every prunable layer has a ratio of its own
         result.layer_ratios = layer_ratios
     elif config.target_macs is not None:
         search = bisect_ratio(
@@ -316,10 +314,10 @@ def _structured(
 
 def _sensitivity_allocation(
     model: LoadedModel, config: PruneConfig, bundle: DataBundle | None, progress: bool
-) -> tuple[dict[str, float], tuple[str, ...]]:
+) -> dict[str, float]:
     """Per-layer ratios from sensitivity curves, scaled together to meet the MACs target.
 
-    Returns the per-layer ratios (every prunable layer has one) and extra names to ignore.
+    Every prunable layer gets a ratio of its own.
     """
     from slimcv.pruning.sensitivity import allocate_ratios, layer_sensitivity
     from slimcv.pruning.structured import StructuredConfig, prune_structured_
@@ -366,7 +364,7 @@ def _sensitivity_allocation(
         return profile_model(trial, shape).macs / base
 
     search = bisect_ratio(macs_at, config.target_macs, unit="of MACs", tolerance=0.01)
-    return blended(search.ratio), ()
+    return blended(search.ratio)
 
 
 def _unstructured(
