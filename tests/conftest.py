@@ -38,9 +38,10 @@ def small_model() -> LoadedModel:
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory: pytest.TempPathFactory):
     """resnet18 trained 5 epochs on digits at 32x32, saved as an artifact (once per run)."""
-    from slimcv.training import TrainConfig, train
+    from slimcv.training import TrainConfig, seed_everything, train
 
     out = tmp_path_factory.mktemp("trained") / "run"
+    seed_everything(0)  # the same starting weights in every session
     model = load_model("torchvision:resnet18", num_classes=10, image_size=32)
     result = train(model, "digits", out, TrainConfig(epochs=5), progress=False)
     return out, result

@@ -112,7 +112,7 @@ def test_halving_macs_of_trained_digits_model_with_finetune(trained_digits, tmp_
     model = load_model(str(run_dir))
     result = prune(
         model,
-        PruneConfig(target_macs=0.5, finetune_epochs=2),
+        PruneConfig(target_macs=0.5, finetune_epochs=3),
         data="digits",
         out_dir=tmp_path / "half",
         progress=False,
