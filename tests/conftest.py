@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -45,3 +50,15 @@ def trained_digits(tmp_path_factory: pytest.TempPathFactory):
     model = load_model("torchvision:resnet18", num_classes=10, image_size=32)
     result = train(model, "digits", out, TrainConfig(epochs=5), progress=False)
     return out, result
+
+
+def eval_in_fresh_process(model_dir: str | Path, data: str = "digits") -> dict:
+    """``slimcv eval MODEL --data D --json`` in a new Python process: proves the artifact
+    reloads without anything this test process holds."""
+    done = subprocess.run(
+        [sys.executable, "-m", "slimcv.cli", "eval", str(model_dir), "--data", data, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)

@@ -1,12 +1,11 @@
 """slimcv.prune end to end: configs, target searches, artifacts that reload, CLI errors."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import eval_in_fresh_process
 from slimcv.cli import main
 from slimcv.errors import SlimcvError
 from slimcv.pruning import PruneConfig, prune
@@ -62,22 +61,7 @@ def test_unstructured_80_percent_artifact_is_small_and_reloads(tmp_path: Path):
     assert "dense runtimes" in " ".join(result.notes)  # the honest note: no speed-up
     size = (tmp_path / "sp" / "model.safetensors").stat().st_size
     assert size <= 0.35 * (dense / "model.safetensors").stat().st_size
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slimcv.cli",
-            "eval",
-            str(tmp_path / "sp"),
-            "--data",
-            "digits",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(done.stdout)["samples"] == 360
+    assert eval_in_fresh_process(tmp_path / "sp")["samples"] == 360
 
 
 def test_cli_prune_bad_input_exit_2_writes_nothing(tmp_path: Path, capsys):
@@ -119,22 +103,8 @@ def test_halving_macs_of_trained_digits_model_with_finetune(trained_digits, tmp_
     )
     assert result.macs_after / result.macs_before == pytest.approx(0.5, abs=0.02)
     assert result.top1_after >= result.top1_before - 1.0, result
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slimcv.cli",
-            "eval",
-            str(tmp_path / "half"),
-            "--data",
-            "digits",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(done.stdout)["top1"] == pytest.approx(result.top1_after, abs=1e-6)
+    fresh = eval_in_fresh_process(tmp_path / "half")
+    assert fresh["top1"] == pytest.approx(result.top1_after, abs=1e-6)
 
 
 def test_latency_target_is_met_on_the_measured_runtime():

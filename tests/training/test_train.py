@@ -1,9 +1,6 @@
-import json
-import subprocess
-import sys
-
 import pytest
 
+from conftest import eval_in_fresh_process
 from slimcv.errors import DataError, InputShapeError, SlimcvError
 from slimcv.sources import load_model
 from slimcv.training import TrainConfig, seed_everything, train
@@ -13,13 +10,7 @@ def test_trained_resnet18_reaches_95_on_digits_in_a_fresh_process(trained_digits
     out, result = trained_digits
     assert len(result.epochs) == 5
     assert result.epochs[-1].train_loss < result.epochs[0].train_loss
-    done = subprocess.run(
-        [sys.executable, "-m", "slimcv.cli", "eval", str(out), "--data", "digits", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    report = json.loads(done.stdout)
+    report = eval_in_fresh_process(out)
     assert report["top1"] >= 95.0, report
     assert report["top5"] >= report["top1"]
     assert set(report["per_class"]) == {str(d) for d in range(10)}
