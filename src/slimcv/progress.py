@@ -19,10 +19,6 @@ from rich.progress import (
 _STDERR = Console(stderr=True)
 
 
-def stderr_console() -> Console:
-    return _STDERR
-
-
 @contextlib.contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Progress]:
     """A Rich progress bar on stderr; disabled (but still usable) when ``enabled`` is False.
