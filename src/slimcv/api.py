@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from slimcv.measure import BenchConfig, BenchResult
     from slimcv.measure.accuracy import EvalResult
     from slimcv.pruning import PruneConfig, PruneResult
+    from slimcv.quant import QuantizeConfig, QuantizeResult
     from slimcv.training import TrainConfig, TrainResult
 
 ModelLike = LoadedModel | nn.Module | str
@@ -134,6 +135,27 @@ def prune(
     from slimcv.pruning import prune as _prune
 
     return _prune(
+        as_loaded(model, image_size=image_size),
+        config,
+        data=data,
+        out_dir=out_dir,
+        progress=progress,
+    )
+
+
+def quantize(
+    model: ModelLike,
+    config: QuantizeConfig | None = None,
+    *,
+    data: Any,
+    out_dir: str | Path,
+    image_size: int | None = None,
+    progress: bool = False,
+) -> QuantizeResult:
+    """INT8 (PTQ, QAT, weight-only, dynamic), FP16 or BF16; writes a verified artifact."""
+    from slimcv.quant import quantize as _quantize
+
+    return _quantize(
         as_loaded(model, image_size=image_size),
         config,
         data=data,

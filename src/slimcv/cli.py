@@ -149,6 +149,10 @@ def eval_(
     split: Annotated[str, typer.Option(help="val or train.")] = "val",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     seed: Annotated[int, typer.Option(help="Split seed (use the one training used).")] = 0,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Runtime to evaluate on (default: torch for modules, else onnxruntime)."),
+    ] = None,
     num_classes: NumClasses = None,
     weights: Weights = None,
     trust_checkpoint: Trust = False,
@@ -161,7 +165,13 @@ def eval_(
 
     loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
     result = evaluate(
-        loaded, data, split=split, batch_size=batch_size, seed=seed, progress=_progress(as_json)
+        loaded,
+        data,
+        split=split,
+        batch_size=batch_size,
+        seed=seed,
+        backend=backend,
+        progress=_progress(as_json),
     )
     _emit(as_json, {"model": model, **result.to_dict()}, eval_table(result, model))
 
@@ -337,6 +347,97 @@ def prune(
     loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
     result = run_prune(loaded, config, data=data, out_dir=out, progress=_progress(as_json))
     _emit(as_json, result.to_dict(), prune_table(result))
+
+
+@app.command()
+def quantize(
+    model: ModelArg,
+    data: Annotated[
+        str,
+        typer.Option(
+            help="Calibration/evaluation data: digits, photos, an image folder, or a .npy "
+            "array of preprocessed N x C x H x W images."
+        ),
+    ],
+    out: OutOpt = Path("quantized"),
+    precision: Annotated[str, typer.Option(help="int8, fp16 or bf16.")] = "int8",
+    method: Annotated[str, typer.Option(help="ptq, qat, weight-only or dynamic (int8).")] = "ptq",
+    calibration: Annotated[
+        str, typer.Option(help="Activation ranges: minmax, percentile, mse or entropy.")
+    ] = "minmax",
+    calibration_size: Annotated[
+        int, typer.Option("--calibration-size", help="Calibration images.")
+    ] = 256,
+    rounding: Annotated[
+        str, typer.Option(help="Weight rounding: nearest, or adaround (learned, slower).")
+    ] = "nearest",
+    equalize: Annotated[bool, typer.Option(help="Cross-layer equalization first.")] = False,
+    bias_correction: Annotated[
+        bool, typer.Option("--bias-correction", help="Correct biases for quantization error.")
+    ] = False,
+    weight_bits: Annotated[int, typer.Option("--weight-bits", help="Weight bits (8, or 4).")] = 8,
+    activation: Annotated[str, typer.Option(help="u8 (asymmetric) or s8 (symmetric).")] = "u8",
+    max_drop: Annotated[
+        float | None,
+        typer.Option("--max-drop", help="Keep sensitive layers float until the drop is <= this."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="onnxruntime or openvino: where accuracy is measured.")
+    ] = "onnxruntime",
+    qat_epochs: Annotated[int, typer.Option("--qat-epochs", help="QAT epochs.")] = 3,
+    qat_lr: Annotated[float, typer.Option("--qat-lr", help="QAT learning rate.")] = 1e-4,
+    seed: Annotated[int, typer.Option(help="Seed for calibration subset, split and QAT.")] = 0,
+    num_classes: NumClasses = None,
+    weights: Weights = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """INT8 (PTQ/QAT), FP16 or BF16, exported as ONNX the runtimes run on integer kernels."""
+    from slimcv.quant import QuantizeConfig
+    from slimcv.quant import quantize as run_quantize
+    from slimcv.report.tables import quantize_table
+
+    config = QuantizeConfig(
+        precision=precision,
+        method=method,
+        calibration=calibration,
+        calibration_size=calibration_size,
+        rounding=rounding,
+        equalize=equalize,
+        bias_correction=bias_correction,
+        weight_bits=weight_bits,
+        activation=activation,
+        max_drop=max_drop,
+        backend=backend,
+        qat_epochs=qat_epochs,
+        qat_lr=qat_lr,
+        seed=seed,
+    )
+    loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
+    source = _array_data(data)
+    result = run_quantize(loaded, config, data=source, out_dir=out, progress=_progress(as_json))
+    _emit(as_json, result.to_dict(), quantize_table(result))
+
+
+def _array_data(data: str) -> Any:
+    """A ``.npy`` file of preprocessed images becomes a tensor (loaded without pickle)."""
+    if not data.endswith(".npy"):
+        return data
+    import numpy as np
+    import torch
+
+    from slimcv.errors import DataError
+
+    try:
+        array = np.load(data, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"calibration file not found: {data}") from None
+    except ValueError as exc:
+        raise DataError(f"{data} is not a plain numeric .npy array: {exc}") from None
+    if array.dtype.kind not in "fiu":
+        raise DataError(f"{data} holds {array.dtype} values, not numbers")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
 @app.command()

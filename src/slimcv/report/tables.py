@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from slimcv.measure.accuracy import EvalResult
     from slimcv.pruning.api import PruneResult
     from slimcv.pruning.sensitivity import SensitivityResult
+    from slimcv.quant.api import QuantizeResult
     from slimcv.training import TrainResult
 
 
@@ -174,4 +175,41 @@ def sensitivity_table(result: SensitivityResult) -> Table:
         table.add_column(f"top-1 @ {ratio:g}", justify="right")
     for curve in sorted(result.curves, key=lambda c: min(c.top1)):
         table.add_row(curve.layer, str(curve.channels), *(f"{v:.2f}" for v in curve.top1))
+    return table
+
+
+def quantize_table(result: QuantizeResult) -> Table:
+    """Float vs quantized: accuracy on the runtime, file size, layers kept float."""
+    metric = "top-1 %" if result.metric == "top1" else "agreement with float %"
+    table = Table(
+        title=f"quantize ({result.precision} {result.method}) on {result.backend} "
+        f"-> {result.out_dir}"
+    )
+    for column in ("", "float", "quantized", "change"):
+        table.add_column(column, justify="right" if column else "left")
+    table.add_row(
+        metric,
+        f"{result.float_score:.2f}",
+        f"{result.quant_score:.2f}",
+        f"{result.quant_score - result.float_score:+.2f} pt",
+    )
+    table.add_row(
+        "ONNX file bytes",
+        f"{result.float_onnx_bytes:,}",
+        f"{result.onnx_bytes:,}",
+        f"{result.size_ratio:.1%}",
+    )
+    for check in result.int8_checks:
+        table.add_row(
+            f"{check['backend']} integer / float layers",
+            "",
+            f"{check['integer_layers']} / {check['float_layers']}",
+            "ok" if check["passed"] else "FLOAT FALLBACK",
+        )
+    notes = [f"{result.samples} {result.data} images, calibrated on {result.calibration_images}"]
+    if result.float_layers:
+        notes.append(
+            "kept float: " + "; ".join(f"{k} ({v})" for k, v in result.float_layers.items())
+        )
+    table.caption = "\n".join(notes)
     return table

@@ -126,14 +126,17 @@ def save_artifact(
     Returns:
         The artifact directory.
     """
-    module = model.require_module("saving an artifact")
+    module = model.module
+    if module is None and write_extra is None:
+        model.require_module("saving an artifact")
     out = Path(out_dir).resolve()
     history = list(model.meta.get("history", []))
     history.append(
         {"command": command, "args": args or {}, "metrics": metrics or {}, "time": _now()}
     )
     with staging_dir(out) as tmp:
-        encoding = _write_weights(module, tmp / WEIGHTS, sparse=sparse)
+        # A graph-only model (an INT8 ONNX file) has no PyTorch weights: write_extra stores it.
+        encoding = _write_weights(module, tmp / WEIGHTS, sparse=sparse) if module else None
         extra = write_extra(tmp, model) if write_extra else None
         manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -183,8 +186,28 @@ def load_artifact(directory: str | Path) -> LoadedModel:
 
     directory = Path(directory)
     manifest = read_manifest(directory)
-    verify_files(directory, manifest, only=[WEIGHTS])
     preprocess = Preprocess.from_dict(manifest.get("preprocess", {}))
+    meta = {
+        "history": manifest.get("history", []),
+        "architecture_changes": manifest.get("architecture_changes", []),
+        "artifact": str(directory.resolve()),
+        "metrics": manifest.get("metrics", {}),
+    }
+    if manifest.get("graph"):  # graph-only (e.g. INT8): the runtimes execute this file
+        verify_files(directory, manifest, only=[manifest["graph"]])
+        return LoadedModel(
+            source=manifest["source"],
+            num_classes=int(manifest["num_classes"]),
+            preprocess=preprocess,
+            onnx_path=(directory / manifest["graph"]).resolve(),
+            labels=manifest.get("labels"),
+            meta={
+                **meta,
+                "graph_only": True,
+                "runtime_precision": manifest.get("runtime_precision", "f32"),
+            },
+        )
+    verify_files(directory, manifest, only=[WEIGHTS])
     import slimcv.sources.arch_changes  # noqa: F401 - registers the built-in changes
 
     module, _ = build_module(manifest["source"], manifest.get("num_classes"))
@@ -207,12 +230,6 @@ def load_artifact(directory: str | Path) -> LoadedModel:
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{directory / WEIGHTS} does not fit the model: {exc}") from None
     module.eval()
-    meta = {
-        "history": manifest.get("history", []),
-        "architecture_changes": manifest.get("architecture_changes", []),
-        "artifact": str(directory.resolve()),
-        "metrics": manifest.get("metrics", {}),
-    }
     return LoadedModel(
         source=manifest["source"],
         num_classes=int(manifest["num_classes"]),
