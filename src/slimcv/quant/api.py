@@ -187,6 +187,8 @@ class EvalSet:
 
     images: torch.Tensor
     labels: torch.Tensor | None
+    #: The data set it came from (QAT trains on its train split); None for a tensor.
+    bundle: DataBundle | None = None
 
     @property
     def metric(self) -> str:
@@ -226,7 +228,7 @@ def load_quant_data(
     _check_images(calib, expected, f"calibration data from {bundle.name}")
     images, labels = _stack(bundle.val)
     _check_images(images, expected, f"evaluation data from {bundle.name}")
-    return calib, EvalSet(images, labels if bundle.labeled else None), bundle.name
+    return calib, EvalSet(images, labels if bundle.labeled else None, bundle), bundle.name
 
 
 def _stack(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:

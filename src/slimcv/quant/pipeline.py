@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from slimcv.data import DataBundle
 from slimcv.errors import DataError, SlimcvError
 from slimcv.quant.api import EvalSet, QuantizeConfig, QuantizeResult
 from slimcv.quant.prepare import PrepareConfig, QuantizedModel, prepare
@@ -60,7 +61,7 @@ def run_quantize(
         _dynamic(float_path, graph)
         result.int8_checks = [_check(graph, "onnxruntime", -1, None).to_dict()]
     else:
-        qmodel = build_simulation(module, config, calib, model, progress)
+        qmodel = build_simulation(module, config, calib, model, progress, bundle=evalset.bundle)
         _export(qmodel, graph, shape, config, result)
         if config.max_drop is not None:
             qmodel = _accuracy_control(
@@ -91,6 +92,7 @@ def build_simulation(
     model: LoadedModel,
     progress: bool,
     skip: tuple[str, ...] = (),
+    bundle: DataBundle | None = None,
 ) -> QuantizedModel:
     """Prepare, calibrate and (as configured) equalize, round, correct biases, train."""
     from slimcv.quant.calibrate import calibrate
@@ -129,7 +131,14 @@ def build_simulation(
     if config.method == "qat":
         from slimcv.quant.qat import train_qat
 
-        train_qat(qmodel, model, config, progress)
+        train_qat(
+            qmodel,
+            bundle,
+            epochs=config.qat_epochs,
+            lr=config.qat_lr,
+            seed=config.seed,
+            progress=progress,
+        )
     return qmodel
 
 
@@ -232,7 +241,9 @@ def _accuracy_control(
     while count <= len(order):  # then confirmed on the runtime, adding layers if needed
         floating = order[:count]
         result.details["mixed_float"] = floating
-        qmodel = build_simulation(module, config, calib, model, progress, skip=tuple(floating))
+        qmodel = build_simulation(
+            module, config, calib, model, progress, skip=tuple(floating), bundle=evalset.bundle
+        )
         _export(qmodel, graph, shape, config, result)
         drop = scorer.float_score - scorer(
             _runtime_predictions(model, graph, config.backend, evalset.images)

@@ -128,8 +128,9 @@ def prepare(module: nn.Module, config: PrepareConfig | None = None) -> Quantized
     layers, float_layers = _swap_layers(graph_module, config)
     act_names = _insert_activation_quantizers(graph_module, config, set(config.skip))
     graph_module.recompile()
-    if float_layers:
-        listed = ", ".join(f"{n} ({r})" for n, r in float_layers.items())
+    unsupported = {n: r for n, r in float_layers.items() if n not in config.skip}
+    if unsupported:
+        listed = ", ".join(f"{n} ({r})" for n, r in unsupported.items())
         warnings.warn(f"these layers stay float: {listed}", stacklevel=2)
     return QuantizedModel(graph_module, layers, float_layers, act_names)
 
@@ -212,6 +213,12 @@ def _insert_activation_quantizers(
         end = _fused_end(node, modules)
         if not any(user.op == "output" for user in end.users):
             requested.add(end)
+    # A layer kept float must not sit between a DequantizeLinear and a QuantizeLinear:
+    # ONNX Runtime would quantize its float weights itself. So its output stays float.
+    for node in nodes:
+        if node.op == "call_module" and node.target in skip:
+            requested.discard(node)
+            requested.discard(_fused_end(node, modules))
     names: list[str] = []
     quantizer_of: dict[fx.Node, str] = {}
     for node in nodes:

@@ -1,0 +1,50 @@
+"""Quantization-aware training: fine-tune the simulation so the weights adapt to the grid.
+
+The calibrated simulation is trained through the shared training loop
+(:func:`slimcv.training.loop.fit`): forward passes quantize weights and activations, gradients
+pass the rounding straight through (STE), and every scale is a parameter learned alongside the
+weights (LSQ). Scales are excluded from weight decay (decay would shrink ranges for no reason);
+at the end they are frozen into buffers for export.
+"""
+
+from __future__ import annotations
+
+from slimcv.data import DataBundle
+from slimcv.errors import DataError
+from slimcv.quant.prepare import QuantizedModel
+from slimcv.quant.quantizer import Quantizer
+
+
+def train_qat(
+    qmodel: QuantizedModel,
+    data: DataBundle | None,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+) -> list:
+    """Trains ``qmodel`` in place with fake quantization and learnable scales.
+
+    Returns:
+        The per-epoch metrics of the training loop.
+
+    Raises:
+        DataError: no labeled training data.
+    """
+    from slimcv.training.loop import TrainConfig, fit
+
+    if data is None or not data.labeled:
+        name = "a tensor of images" if data is None else data.name
+        raise DataError(f"QAT trains on labels; {name} has none (use a labeled data source)")
+    quantizers = [m for m in qmodel.module.modules() if isinstance(m, Quantizer)]
+    for quantizer in quantizers:
+        if quantizer.mode == "quantize":
+            quantizer.make_learnable()
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, seed=seed)
+    history = fit(qmodel.module, data, config, progress=progress, description="QAT")
+    for quantizer in quantizers:
+        quantizer.freeze()
+    qmodel.module.eval()
+    return history
