@@ -1,14 +1,18 @@
-"""Data sources: ``digits``, ``synthetic`` and ImageFolder directories.
+"""Data sources: ``digits``, ``synthetic``, ``photos`` and ImageFolder directories.
 
 =====================  =====================================================================
 ``digits``             scikit-learn's 1,797 real 8x8 handwritten digits, resized, 3 channels
 ``synthetic``          seeded random images whose class is learnable (for tests);
                        options: ``synthetic:classes=10,samples=512``
+``photos``             seeded random crops of the colour and greyscale photographs bundled
+                       with scikit-image, *unlabeled* (for INT8 calibration and top-1
+                       agreement with a reference model); options: ``photos:crops=300,seed=0``
 ``path/``              an ImageFolder: ``path/train`` and ``path/val`` with one folder per
                        class, or class folders directly under ``path`` split by seed
 =====================  =====================================================================
 
-All splits are fixed by a seed, stratified by class, so val never leaks into training.
+All splits are fixed by a seed, stratified by class, so val never leaks into training; the
+``photos`` splits are drawn from separate random streams, so no crop is in both.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from slimcv.errors import DataError
 from slimcv.registry import Registry
 from slimcv.sources.model import Preprocess
 
-DATA_HELP = "digits, synthetic[:classes=N,samples=M], or an image folder path"
+DATA_HELP = (
+    "digits, synthetic[:classes=N,samples=M], photos[:crops=N,seed=S] (unlabeled), "
+    "or an image folder path"
+)
 DataFactory = Callable[[dict[str, str], Preprocess, int, float], DataBundle]
 #: Named data sources (paths are handled apart).
 DATA_SOURCES: Registry[DataFactory] = Registry("data source")
@@ -130,6 +137,31 @@ def synthetic(
     )
 
 
+@DATA_SOURCES.register("photos")
+def photos(options: dict[str, str], pre: Preprocess, seed: int, val_fraction: float) -> DataBundle:
+    """Unlabeled crops of scikit-image's bundled photos: train = calibration, val = held out.
+
+    ``seed`` in the options overrides the loader's seed, so a calibration set can be named in
+    one string (``photos:crops=100,seed=1``).
+    """
+    from slimcv.data.photos import photo_splits
+
+    unknown = set(options) - {"crops", "seed"}
+    if unknown:
+        raise DataError(f"photos: unknown options {sorted(unknown)}; known: crops, seed")
+    try:
+        crops = int(options.get("crops", 300))
+        seed = int(options.get("seed", seed))
+    except ValueError:
+        raise DataError("photos: crops and seed must be integers") from None
+    if crops < 2:
+        raise DataError(f"photos needs at least 2 crops (one per split), got {crops}")
+    train, val = photo_splits(crops, val_fraction, seed, pre)
+    return DataBundle(
+        name="photos", train=train, val=val, classes=[], image_size=pre.image_size, labeled=False
+    )
+
+
 def image_folder(path: Path, pre: Preprocess, seed: int, val_fraction: float) -> DataBundle:
     """``path/train`` + ``path/val``, or class folders under ``path`` split by seed."""
     from torchvision.datasets import ImageFolder
@@ -189,7 +221,7 @@ def load_data(
     """Loads a data source with the model's preprocessing.
 
     Args:
-        source: ``digits``, ``synthetic[:...]`` or an ImageFolder path.
+        source: ``digits``, ``synthetic[:...]``, ``photos[:...]`` or an ImageFolder path.
         preprocess: the model's preprocessing (size, mean, std); ImageNet defaults otherwise.
         image_size: overrides ``preprocess.image_size``.
         seed: fixes the train/val split.

@@ -4,6 +4,7 @@ Every figure says how it was obtained (runtime, precision, threads, batch, warm-
 machine); estimates say they are estimates.
 """
 
+from slimcv.measure.agreement import top1_agreement
 from slimcv.measure.config import BenchConfig
 from slimcv.measure.energy import ENERGY_METERS, EnergyReading, select_meter
 from slimcv.measure.machine import machine_info
@@ -25,4 +26,5 @@ __all__ = [
     "machine_info",
     "probe_memory",
     "select_meter",
+    "top1_agreement",
 ]

@@ -62,11 +62,13 @@ def evaluate(
     ``graph_path`` run an exported file on another runtime (f32), e.g. OpenVINO IR.
 
     Raises:
-        DataError: unknown split, or class count different from the model's outputs.
+        DataError: unknown split, unlabeled data (``photos``), or class count different from
+            the model's outputs.
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     bundle = data if isinstance(data, DataBundle) else load_data(data, model.preprocess, seed=seed)
+    bundle.require_labels("top-1")
     if bundle.num_classes != model.num_classes:
         raise DataError(
             f"{bundle.name} has {bundle.num_classes} classes but the model outputs "

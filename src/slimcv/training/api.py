@@ -51,7 +51,7 @@ def train(
     ``num_classes``); its preprocessing (size, mean, std) is used for the data.
 
     Raises:
-        DataError: the data has a different number of classes than the model.
+        DataError: the data is unlabeled, or has a different number of classes than the model.
         InputShapeError: the model cannot take the configured image size.
     """
     config = config or TrainConfig()
@@ -59,6 +59,7 @@ def train(
     out = check_output_dir(out_dir, inputs)
     module = model.require_module("training")
     bundle = load_data(data, model.preprocess, seed=config.seed)
+    bundle.require_labels("training")
     if bundle.num_classes != model.num_classes:
         raise DataError(
             f"{data} has {bundle.num_classes} classes but the model outputs {model.num_classes}; "
