@@ -9,8 +9,10 @@ at the end they are frozen into buffers for export.
 
 from __future__ import annotations
 
+import torch
+
 from slimcv.data import DataBundle
-from slimcv.errors import DataError
+from slimcv.errors import DataError, SlimcvError
 from slimcv.quant.prepare import QuantizedModel
 from slimcv.quant.quantizer import Quantizer
 
@@ -44,6 +46,8 @@ def train_qat(
             quantizer.make_learnable()
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, seed=seed)
     history = fit(qmodel.module, data, config, progress=progress, description="QAT")
+    if not all(torch.isfinite(p).all() for p in qmodel.module.parameters()):
+        raise SlimcvError(f"QAT diverged (weights became NaN/Inf) at lr {lr}; lower --qat-lr")
     for quantizer in quantizers:
         quantizer.freeze()
     qmodel.module.eval()
