@@ -90,6 +90,11 @@ class QuantizeConfig:
             raise SlimcvError(f"max drop must be >= 0 points, got {self.max_drop}")
         if self.qat_epochs < 1:
             raise SlimcvError(f"QAT epochs must be at least 1, got {self.qat_epochs}")
+        if self.precision == "bf16" and self.backend != "openvino":
+            raise SlimcvError(
+                "bf16 runs on OpenVINO here (ONNX Runtime's CPU provider has no bf16 kernels); "
+                "add --backend openvino"
+            )
         if self.precision != "int8" and self.method != "ptq":
             raise SlimcvError(f"--method {self.method} applies to int8 only")
 

@@ -77,7 +77,10 @@ def run_quantize(
                 result,
                 progress,
             )
-    quant_preds = _runtime_predictions(model, graph, config.backend, evalset.images)
+    precision = "bf16" if config.precision == "bf16" else "f32"
+    quant_preds = _runtime_predictions(
+        model, graph, config.backend, evalset.images, precision=precision
+    )
     result.quant_score = scorer(quant_preds)
     result.drop = float_score - result.quant_score
     result.onnx_bytes = graph.stat().st_size
@@ -272,7 +275,12 @@ class _Scorer:
 
 
 def _runtime_predictions(
-    model: LoadedModel, graph: Path, backend: str, images: torch.Tensor, batch: int = 32
+    model: LoadedModel,
+    graph: Path,
+    backend: str,
+    images: torch.Tensor,
+    batch: int = 32,
+    precision: str = "f32",
 ) -> torch.Tensor:
     from slimcv.runtimes.base import RuntimeOptions, get_backend
 
@@ -283,7 +291,7 @@ def _runtime_predictions(
         preprocess=model.preprocess,
         onnx_path=graph,
     )
-    session = runtime.open(graph_model, RuntimeOptions(precision="f32"), graph)
+    session = runtime.open(graph_model, RuntimeOptions(precision=precision), graph)
     preds = []
     for start in range(0, len(images), batch):
         logits = session.run(images[start : start + batch].numpy().astype(np.float32))
