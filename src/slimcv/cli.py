@@ -369,8 +369,11 @@ def quantize(
         int, typer.Option("--calibration-size", help="Calibration images.")
     ] = 256,
     rounding: Annotated[
-        str, typer.Option(help="Weight rounding: nearest, or adaround (learned, slower).")
-    ] = "nearest",
+        str,
+        typer.Option(
+            help="Weight rounding: auto (AdaRound for depthwise models), nearest, adaround."
+        ),
+    ] = "auto",
     equalize: Annotated[bool, typer.Option(help="Cross-layer equalization first.")] = False,
     bias_correction: Annotated[
         bool, typer.Option("--bias-correction", help="Correct biases for quantization error.")

@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 from conftest import eval_in_fresh_process
 from slimcv.cli import main
@@ -136,3 +138,37 @@ def test_max_drop_keeps_sensitive_layers_float_and_lists_them(trained_digits, tm
     console.print(quantize_table(mixed))
     text = console.export_text()
     assert "kept float" in text and next(iter(kept)) in text
+
+
+class _WithTransposed(nn.Module):
+    """A conv, a transposed conv (not quantized by slimcv) and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv(x))
+        return self.head(self.up(x).mean((2, 3)))
+
+
+def test_an_unsupported_layer_stays_float_with_a_warning_and_export_completes(tmp_path):
+    from slimcv import QuantizeConfig, quantize
+    from slimcv.sources.model import LoadedModel, Preprocess
+
+    torch.manual_seed(0)
+    model = LoadedModel(
+        source="small",
+        num_classes=4,
+        preprocess=Preprocess(image_size=16),
+        module=_WithTransposed(),
+    )
+    with pytest.warns(UserWarning, match="ConvTranspose2d"):
+        result = quantize(
+            model, QuantizeConfig(), data=torch.randn(16, 3, 16, 16), out_dir=tmp_path / "q"
+        )
+    assert "up" in result.float_layers and set(result.quantized_layers) == {"conv", "head"}
+    assert (tmp_path / "q" / "model.onnx").is_file()
+    assert all(c["passed"] for c in result.int8_checks)

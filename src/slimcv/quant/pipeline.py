@@ -123,10 +123,10 @@ def build_simulation(
         return qmodel
     batches = list(torch.split(calib, config.batch_size))
     calibrate(qmodel, batches, total=len(calib), progress=progress)
-    if config.rounding == "adaround":
+    if _wants_adaround(config.rounding, qmodel):
         from slimcv.quant.adaround import adaround_
 
-        adaround_(qmodel, source, batches, progress=progress)
+        adaround_(qmodel, None, batches, progress=progress)
     if config.bias_correction:
         from slimcv.quant.bias_correction import correct_bias_
 
@@ -143,6 +143,17 @@ def build_simulation(
             progress=progress,
         )
     return qmodel
+
+
+def _wants_adaround(rounding: str, qmodel: QuantizedModel) -> bool:
+    """``auto``: learned rounding where nearest rounding hurts, i.e. depthwise convolutions."""
+    if rounding != "auto":
+        return rounding == "adaround"
+    for name in qmodel.layers:
+        layer = qmodel.module.get_submodule(name)
+        if isinstance(layer, nn.Conv2d) and layer.groups > 1 and layer.groups == layer.in_channels:
+            return True
+    return False
 
 
 def _drop_activation_quantizers(qmodel: QuantizedModel) -> None:
