@@ -126,3 +126,26 @@ def test_mobilenet_v2_fuses_every_conv(tmp_path):
     )
     assert check.passed
     assert check.ops.get("QLinearConv") == 52 and check.ops.get("QLinearAdd") == 10
+
+
+def test_a_dead_channel_with_a_bias_does_not_overflow_int32(tmp_path):
+    import onnxruntime as ort
+    from torch import nn
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 1), nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 3),
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        model[0].weight[1] = 0.0  # all-zero filter: its scale is the 1e-8 floor
+        model[0].bias[1] = 0.7
+        model[2].weight[2] = 1e-9
+        model[2].bias[2] = 2.0
+    qmodel = prepare(model)
+    x = torch.randn(8, 3, 8, 8)
+    calibrate(qmodel, [x])
+    export_qdq_onnx(qmodel, tmp_path / "dead.onnx", (1, 3, 8, 8))
+    session = ort.InferenceSession(str(tmp_path / "dead.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        sim = qmodel.module(x).numpy()
+    assert np.abs(session.run(None, {"input": x.numpy()})[0] - sim).max() < 1e-3

@@ -141,6 +141,7 @@ def rewrite_qdq(proto: Any) -> dict[str, Any]:
         graph.node.remove(node)
 
     producers = {out: node for node in graph.node for out in node.output}
+    inits = {t.name: t for t in graph.initializer}  # now with the int8 weights
     biases = 0
     for node in graph.node:
         if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or not node.input[2]:
@@ -154,10 +155,12 @@ def rewrite_qdq(proto: Any) -> dict[str, Any]:
         s_x, s_w = value(dq_x.input[1]), value(dq_w.input[1])
         if s_x is None or s_w is None or s_x.size != 1:
             continue
+        s_w = _fit_bias_in_int32(graph, dq_w, bias, float(s_x.reshape(())), s_w, inits)
         scale = (s_x.reshape(()) * s_w.reshape(-1)).astype(np.float32)
         if scale.size == 1 and bias.size > 1:
             scale = np.full(bias.shape, float(scale.reshape(())), np.float32)
-        q_bias = np.round(bias.astype(np.float64) / scale).astype(np.int32)
+        q_bias = np.round(bias.astype(np.float64) / scale)
+        q_bias = np.clip(q_bias, -_INT32_MAX, _INT32_MAX).astype(np.int32)
         base = node.input[2]
         graph.initializer.extend(
             [
@@ -190,6 +193,45 @@ def rewrite_qdq(proto: Any) -> dict[str, Any]:
         "dequantize_nodes": ops.get("DequantizeLinear", 0),
         "ops": ", ".join(f"{k}:{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])),
     }
+
+
+_INT32_MAX = 2**31 - 1
+
+
+def _fit_bias_in_int32(
+    graph: Any,
+    dq_w: Any,
+    bias: np.ndarray,
+    s_x: float,
+    s_w: np.ndarray,
+    inits: dict[str, Any],
+) -> np.ndarray:
+    """Widens the weight scale of channels whose bias would overflow int32.
+
+    The bias is stored as ``round(b / (s_x * s_w))``; a channel with (almost) all-zero weights
+    has a tiny ``s_w`` and a bias that no int32 can hold. Such a channel's weights are ~0, so a
+    larger scale costs nothing: it is raised until the bias fits, and its codes requantized.
+    """
+    from onnx import numpy_helper
+
+    s_w = s_w.astype(np.float64).reshape(-1)
+    if s_w.size != bias.size:
+        return s_w.astype(np.float32)
+    needed = np.abs(bias.astype(np.float64)) / (s_x * _INT32_MAX / 2)
+    over = needed > s_w
+    if not over.any() or dq_w.input[0] not in inits:
+        return s_w.astype(np.float32)
+    codes = numpy_helper.to_array(inits[dq_w.input[0]])
+    weights = codes.astype(np.float64) * s_w.reshape([-1] + [1] * (codes.ndim - 1))
+    new_scale = np.where(over, needed, s_w)
+    new_codes = np.clip(
+        np.round(weights / new_scale.reshape([-1] + [1] * (codes.ndim - 1))), -127, 127
+    ).astype(codes.dtype)
+    inits[dq_w.input[0]].CopyFrom(numpy_helper.from_array(new_codes, dq_w.input[0]))
+    name = f"{dq_w.input[0]}_scale"
+    graph.initializer.append(numpy_helper.from_array(new_scale.astype(np.float32), name))
+    dq_w.input[1] = name
+    return new_scale.astype(np.float32)
 
 
 def _quantize(w: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int) -> np.ndarray:
