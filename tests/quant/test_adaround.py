@@ -18,15 +18,15 @@ WEIGHT_4BIT = QuantSpec(bits=4, symmetric=True, per_channel=True, narrow=True)
 FAST = AdaRoundConfig(iterations=150, samples=1024, batch_size=256)
 
 
-def tiny_net(seed: int = 0) -> nn.Module:
+def tiny_net(seed: int = 0, inplace: bool = False) -> nn.Module:
     """Dense, depthwise, pointwise and linear layers, with ReLU, ReLU6 and a bare output."""
     torch.manual_seed(seed)
     net = nn.Sequential(
         nn.Conv2d(3, 16, 3, stride=2, padding=1),
         nn.BatchNorm2d(16),
-        nn.ReLU(),
+        nn.ReLU(inplace=inplace),
         nn.Conv2d(16, 16, 3, padding=1, groups=16),
-        nn.ReLU6(),
+        nn.ReLU6(inplace=inplace),
         nn.Conv2d(16, 24, 1),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
@@ -94,6 +94,20 @@ def test_float_module_and_own_float_function_give_the_same_rounding(images):
         b = own.module.get_submodule(name).weight
         # BatchNorm folded twice in float32 may flip a rounding tie; nothing more.
         assert (a == b).float().mean() > 0.98, name
+
+
+def test_in_place_activations_give_the_same_rounding(images):
+    """The loss applies the layer's activation to stored targets: an in-place module (timm's
+    default) must not clip them behind AdaRound's back."""
+    calib = list(images[:32].split(16))
+    results = []
+    for inplace in (False, True):
+        net = tiny_net(inplace=inplace)
+        qmodel = quantized(net, images[:32])
+        report = adaround_(qmodel, net, calib, config=FAST)
+        results.append((report, qmodel.module.get_submodule("3").weight.detach()))
+    assert results[0][0] == results[1][0]
+    assert torch.equal(results[0][1], results[1][1])
 
 
 @pytest.mark.parametrize(

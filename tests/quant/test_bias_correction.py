@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from slimcv.quant.adaround import AdaRoundConfig, adaround_
-from slimcv.quant.bias_correction import correct_bias_
+from slimcv.quant.bias_correction import _solve_shift, correct_bias_
 from slimcv.quant.calibrate import calibrate
 from slimcv.quant.prepare import PrepareConfig, prepare
 from slimcv.quant.spec import QuantSpec
@@ -68,6 +68,16 @@ def test_after_adaround_the_float_model_is_the_reference(images):
     correct_bias_(qmodel, calib, float_module=net)
 
     assert mean_error(qmodel, net, images[64:]) < 0.2 * before
+
+
+def test_shift_behind_relu6_matches_the_post_activation_mean():
+    rows = torch.randn(4000, 5, generator=torch.Generator().manual_seed(4)) * 3
+    true_shift = torch.tensor([-2.0, -0.5, 0.0, 0.7, 3.0])
+    target = nn.ReLU6()(rows + true_shift).mean(0)
+    target[2] = -1.0  # out of reach of any shift: that channel is left alone
+    shift = _solve_shift(nn.ReLU6(), rows, target)
+    torch.testing.assert_close(shift[[0, 1, 3, 4]], true_shift[[0, 1, 3, 4]], atol=1e-4, rtol=0)
+    assert shift[2] == 0
 
 
 def test_empty_calibration_is_an_error():

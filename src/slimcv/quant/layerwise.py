@@ -21,6 +21,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from slimcv.exporters.fold import fold_batchnorm
@@ -37,8 +38,8 @@ Record = Callable[[str, int, torch.Tensor], None]
 def limit_images(batches: Sequence[torch.Tensor], limit: int) -> list[torch.Tensor]:
     """The first ``limit`` images of ``batches``, in the same batches (the last one cut).
 
-    Layer-wise passes keep every batch's activations in memory at once (about 20 MB per
-    224x224 image for an EfficientNet), so they take a bounded share of a calibration set.
+    Layer-wise passes keep every batch's activations in memory at once (10-20 MB per
+    224x224 image for EfficientNet-Lite0), so they take a bounded share of a calibration set.
     """
     kept: list[torch.Tensor] = []
     left = limit
@@ -198,3 +199,37 @@ def _last_uses(graph: fx.Graph) -> dict[fx.Node, list[fx.Node]]:
                 seen.add(value)
                 free_after.setdefault(node, []).append(value)
     return free_after
+
+
+def following_activations(
+    graph_module: fx.GraphModule, names: Sequence[str]
+) -> dict[str, nn.Module]:
+    """For each layer whose only user is a ReLU / ReLU6, that activation: what the next
+    layer sees of its output, and so what a layer-wise fix should match."""
+    modules = dict(graph_module.named_modules())
+    found: dict[str, nn.Module] = {}
+    for node in graph_module.graph.nodes:
+        if node.op != "call_module" or node.target not in names or len(node.users) != 1:
+            continue
+        activation = _as_activation(next(iter(node.users)), modules)
+        if activation is not None:
+            found[str(node.target)] = activation
+    return found
+
+
+def _as_activation(node: fx.Node, modules: dict[str, nn.Module]) -> nn.Module | None:
+    """A ReLU / ReLU6 node as a (not in-place) module to apply to tensors, else ``None``."""
+    if node.op == "call_module":
+        module = modules.get(str(node.target))
+        # Fresh modules: the model's own may be in-place, and the callers apply them to
+        # tensors that must not change.
+        if isinstance(module, nn.ReLU6):
+            return nn.ReLU6()
+        return nn.ReLU() if isinstance(module, nn.ReLU) else None
+    if node.op == "call_function" and node.target in (F.relu, torch.relu):
+        return nn.ReLU()
+    if node.op == "call_function" and node.target is F.relu6:
+        return nn.ReLU6()
+    if node.op == "call_method" and node.target in ("relu", "relu_"):
+        return nn.ReLU()
+    return None
