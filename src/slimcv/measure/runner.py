@@ -145,9 +145,13 @@ def _prepare(
     backend.check(options)
     if not backend.needs_onnx:
         if model.module is None:
-            raise BackendUnavailable(
-                f"{backend.name} runs a PyTorch module; {model.source} is ONNX-only"
+            what = (
+                f"the artifact {model.meta['artifact']} holds only its exported graph "
+                "(e.g. INT8 QDQ)"
+                if model.meta.get("graph_only")
+                else f"{model.source} is ONNX-only"
             )
+            raise BackendUnavailable(f"{backend.name} runs a PyTorch module; {what}")
         return None
     return files.onnx()
 
