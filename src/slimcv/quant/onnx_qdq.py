@@ -8,7 +8,13 @@ then make the file what ONNX Runtime and OpenVINO expect from a quantized model:
 2. biases: a float bias next to quantized input and weight becomes an int32 initializer with
    scale ``s_input * s_weight`` behind a DequantizeLinear - ONNX Runtime only fuses
    ``DQ -> Conv -> Q`` into ``QLinearConv`` when every input comes from a DequantizeLinear;
-3. nothing else: the placement decided in :mod:`slimcv.quant.prepare` is kept as is.
+3. layers kept float: ONNX Runtime quantizes the float weights of any Conv / Gemm whose input
+   comes from a DequantizeLinear (its ``WeightBiasQuantization`` pass, per-tensor int8), and
+   then fuses it into an integer kernel if a QuantizeLinear follows. So the input of a float
+   layer is dequantized by plain ``Cast -> Sub -> Mul`` arithmetic, the same numbers, which no
+   runtime pattern matches: the layer really runs in float, with its own float weights.
+
+Apart from that, the placement decided in :mod:`slimcv.quant.prepare` is kept as is.
 
 Before export the weights are replaced by their quantize-dequantized values, so weight formats
 narrower than 8 bits (a 4-bit study) are stored as int8 codes inside the narrower range.
@@ -182,6 +188,7 @@ def rewrite_qdq(proto: Any) -> dict[str, Any]:
         graph.node.insert(index, dq)
         node.input[2] = f"{base}_dequantized"
         biases += 1
+    shielded = _shield_float_layers(graph, value)
     _drop_unused(graph)
     ops: dict[str, int] = {}
     for node in graph.node:
@@ -189,6 +196,7 @@ def rewrite_qdq(proto: Any) -> dict[str, Any]:
     return {
         "quantized_weights": weights,
         "quantized_biases": biases,
+        "float_layers": shielded,
         "quantize_nodes": ops.get("QuantizeLinear", 0),
         "dequantize_nodes": ops.get("DequantizeLinear", 0),
         "ops": ", ".join(f"{k}:{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1])),
@@ -196,6 +204,54 @@ def rewrite_qdq(proto: Any) -> dict[str, Any]:
 
 
 _INT32_MAX = 2**31 - 1
+_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _shield_float_layers(graph: Any, value: Any) -> int:
+    """Feeds each float-weight layer that reads a DequantizeLinear through an arithmetic
+    dequantization instead (see the module docstring, point 3). Returns how many."""
+    import onnx
+
+    producers = {out: node for node in graph.node for out in node.output}
+    shielded = 0
+    for node in list(graph.node):
+        if node.op_type not in _WEIGHTED_OPS or len(node.input) < 2:
+            continue
+        source = producers.get(node.input[0])
+        weight = producers.get(node.input[1])
+        if source is None or source.op_type != "DequantizeLinear":
+            continue
+        if weight is not None and weight.op_type == "DequantizeLinear":
+            continue  # a quantized layer
+        if value(node.input[1]) is None:
+            continue  # a weight computed at run time: not a layer ONNX Runtime rewrites
+        scale = value(source.input[1])
+        zero_point = value(source.input[2]) if len(source.input) > 2 else None
+        if scale is None or scale.size != 1:
+            continue  # per-channel activations: not what ONNX Runtime's pass matches
+        base = f"{node.name or node.output[0]}_float_input"
+        steps = [onnx.helper.make_node("Cast", [source.input[0]], [f"{base}_cast"], to=1)]
+        current = f"{base}_cast"
+        if zero_point is not None and np.any(zero_point != 0):
+            graph.initializer.append(
+                onnx.numpy_helper.from_array(
+                    zero_point.astype(np.float32).reshape(()), f"{base}_zero_point"
+                )
+            )
+            steps.append(
+                onnx.helper.make_node("Sub", [current, f"{base}_zero_point"], [f"{base}_centred"])
+            )
+            current = f"{base}_centred"
+        graph.initializer.append(
+            onnx.numpy_helper.from_array(scale.astype(np.float32).reshape(()), f"{base}_scale")
+        )
+        steps.append(onnx.helper.make_node("Mul", [current, f"{base}_scale"], [base]))
+        index = list(graph.node).index(node)
+        for offset, step in enumerate(steps):
+            graph.node.insert(index + offset, step)
+        node.input[0] = base
+        shielded += 1
+    return shielded
 
 
 def _fit_bias_in_int32(

@@ -213,12 +213,9 @@ def _insert_activation_quantizers(
         end = _fused_end(node, modules)
         if not any(user.op == "output" for user in end.users):
             requested.add(end)
-    # A layer kept float must not sit between a DequantizeLinear and a QuantizeLinear:
-    # ONNX Runtime would quantize its float weights itself. So its output stays float.
-    for node in nodes:
-        if node.op == "call_module" and node.target in skip:
-            requested.discard(node)
-            requested.discard(_fused_end(node, modules))
+    # A layer kept float still has its output quantized where a quantized op reads it, so
+    # that op runs on integers; the ONNX export keeps the float layer itself out of any
+    # integer kernel (see slimcv.quant.onnx_qdq._shield_float_layers).
     names: list[str] = []
     quantizer_of: dict[fx.Node, str] = {}
     for node in nodes:
