@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from slimcv.data.base import DataBundle
 from slimcv.errors import SlimcvError
 from slimcv.progress import progress_bar
+from slimcv.training.objective import CrossEntropyObjective, Objective
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -86,9 +87,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(
+    module: nn.Module, config: TrainConfig, objective: Objective
+) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for param in module.parameters():
+    for param in [*module.parameters(), *objective.parameters()]:
         if param.requires_grad:
             # Biases and norm scales are 1-D; decaying them hurts small models for nothing.
             (no_decay if param.ndim <= 1 else decay).append(param)
@@ -119,6 +122,7 @@ def fit(
     config: TrainConfig,
     *,
     extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+    objective: Objective | None = None,
     progress: bool = True,
     description: str = "train",
 ) -> list[EpochMetrics]:
@@ -131,20 +135,24 @@ def fit(
         extra_loss: a regulariser added to every step's loss, computed from the module (e.g.
             network slimming's L1 on BatchNorm scales); techniques plug in here so the loop
             stays ignorant of them.
+        objective: what each step minimises (default: cross-entropy with the config's label
+            smoothing); see :mod:`slimcv.training.objective`. Its trainable parameters are
+            optimised with the module's.
         progress: show a progress bar on stderr.
         description: the progress bar's label.
     """
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
-        data.train,
+        IndexedDataset(data.train),
         batch_size=config.batch_size,
         shuffle=True,
         generator=generator,
         drop_last=len(data.train) > config.batch_size,  # type: ignore[arg-type]
     )
     val_loader = DataLoader(data.val, batch_size=max(config.batch_size, 128))
-    optimizer = _optimizer(module, config)
+    objective = objective or CrossEntropyObjective(config.label_smoothing)
+    optimizer = _optimizer(module, config, objective)
     total_steps = config.epochs * len(train_loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total_steps))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -154,11 +162,12 @@ def fit(
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
             module.train()
+            objective.train()
             loss_sum, correct, seen = 0.0, 0, 0
-            for images, labels in train_loader:
+            for images, labels, indices in train_loader:
                 optimizer.zero_grad(set_to_none=True)
-                logits = module(images)
-                loss = criterion(logits, labels)
+                step = objective(module, images, labels, indices)
+                loss, logits = step.loss, step.logits
                 total = loss + extra_loss(module) if extra_loss is not None else loss
                 total.backward()
                 optimizer.step()
@@ -185,7 +194,22 @@ def fit(
             history.append(metrics)
             bar.update(task, status=f"epoch {epoch}/{config.epochs} val acc {val_top1:.1f}%")
     module.eval()
+    objective.eval()
     return history
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """Yields ``(image, label, index)``: objectives look up per-sample data by index."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        image, label = self.dataset[index]
+        return image, label, index
 
 
 def evaluate_loss(
