@@ -141,6 +141,8 @@ def test_mobilenet_v2_fuses_every_conv(tmp_path):
     )
     assert check.passed
     assert check.ops.get("QLinearConv") == 52 and check.ops.get("QLinearAdd") == 10
+    # The pool before the classifier runs on integers too, and nothing is dequantized early.
+    assert check.ops.get("QLinearGlobalAveragePool") == 1 and "DequantizeLinear" not in check.ops
 
 
 def test_a_dead_channel_with_a_bias_does_not_overflow_int32(tmp_path):

@@ -213,6 +213,13 @@ def _insert_activation_quantizers(
         end = _fused_end(node, modules)
         if not any(user.op == "output" for user in end.users):
             requested.add(end)
+    # A global average pool that a flatten passes to a quantized layer gets the quantizer
+    # (the flatten shares it): ONNX Runtime then runs the pool on integers
+    # (QLinearGlobalAveragePool) instead of dequantizing the whole last feature map.
+    for node in list(requested):
+        source = _passthrough_source(node, modules)
+        if source is not None and _is_global_pool(source, modules):
+            requested.add(source)
     # A layer kept float still has its output quantized where a quantized op reads it, so
     # that op runs on integers; the ONNX export keeps the float layer itself out of any
     # integer kernel (see slimcv.quant.onnx_qdq._shield_float_layers).
@@ -279,6 +286,17 @@ def _fused_end(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node:
             break
         end = user
     return end
+
+
+def _is_global_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """An average pool to 1x1 (exported as ONNX GlobalAveragePool)."""
+    if node.op == "call_module":
+        sub = modules.get(str(node.target))
+        return isinstance(sub, nn.AdaptiveAvgPool2d) and sub.output_size in (1, (1, 1))
+    if node.op == "call_function" and node.target is F.adaptive_avg_pool2d:
+        size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
+        return size in (1, (1, 1), [1, 1])
+    return False
 
 
 def _passthrough_source(node: fx.Node, modules: dict[str, nn.Module]) -> fx.Node | None:
