@@ -16,7 +16,7 @@ ReLU in the pairs it equalizes, which changes the function wherever the clip was
 Here that is an explicit choice, ``relu6="relu"``; the default, ``relu6="skip"``, leaves pairs
 joined by ReLU6 alone so the float function is exactly preserved. The choice matters: trained
 EfficientNet-Lite0 relies on its clips, and with ReLU instead of ReLU6 its INT8 simulation
-agrees with the original FP32 on only 14 % of photo crops (``benchmarks/lite0_rounding.py``),
+agrees with the original FP32 on only 13 % of photo crops (``benchmarks/lite0_rounding.py``),
 while ``skip`` finds just 2 pairs there (linear bottleneck -> expansion). With per-channel
 weight quantization, which slimcv uses, the imbalance CLE still fixes is the one *across
 input channels* of the second layer; it matters most for per-tensor weight formats.
