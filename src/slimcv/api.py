@@ -89,11 +89,22 @@ def train(
     *,
     image_size: int | None = None,
     progress: bool = False,
+    resume: bool = False,
 ) -> TrainResult:
-    """Supervised training; the result is saved as an artifact directory."""
+    """Supervised training; the result is saved as an artifact directory.
+
+    ``resume`` continues the interrupted run in ``out_dir`` from its last checkpoint.
+    """
     from slimcv.training import train as _train
 
-    return _train(as_loaded(model, image_size=image_size), data, out_dir, config, progress=progress)
+    return _train(
+        as_loaded(model, image_size=image_size),
+        data,
+        out_dir,
+        config,
+        progress=progress,
+        resume=resume,
+    )
 
 
 def bench(

@@ -118,9 +118,29 @@ def train(
     data: DataOpt = "digits",
     out: OutOpt = Path("run"),
     epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 5,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (warm-up, then cosine).")] = 2e-3,
+    batch_size: Annotated[
+        int, typer.Option(help="Images per step, over all processes under torchrun.")
+    ] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
+    weight_decay: Annotated[float, typer.Option(help="Weight decay (not on biases/norms).")] = 0.05,
+    schedule: Annotated[str, typer.Option(help="cosine, onecycle or constant.")] = "cosine",
+    warmup: Annotated[float, typer.Option(help="Share of all steps spent warming up.")] = 0.1,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing in [0, 1).")] = 0.0,
+    augment: Annotated[
+        str, typer.Option(help="Batch augmentations, comma-separated: crop, flip, erase.")
+    ] = "",
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Stop after N epochs without a better val top-1; keep the best."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on a GPU, else fp32), fp32 or bf16.")
+    ] = "auto",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed for weights, data order and split.")] = 0,
     num_classes: NumClasses = None,
     weights: Weights = None,
@@ -128,18 +148,36 @@ def train(
     image_size: ImageSize = None,
     as_json: AsJson = False,
 ) -> None:
-    """Supervised training; writes a reloadable artifact directory to --out."""
+    """Supervised training; writes a reloadable artifact directory to --out.
+
+    A checkpoint is written to OUT/checkpoints/ after every epoch; rerun the same command with
+    --resume to continue after an interruption. Start it with torchrun for data parallelism.
+    """
     from slimcv.report.tables import train_table
     from slimcv.training import TrainConfig, seed_everything
     from slimcv.training import train as run_train
+    from slimcv.training.distributed import env_context
 
     config = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_fraction=warmup,
+        label_smoothing=label_smoothing,
+        augment=tuple(a.strip() for a in augment.split(",") if a.strip()),
+        patience=patience,
+        seed=seed,
+        device=device,
+        precision=precision,
     )
     seed_everything(seed)  # before the model is built, so its initial weights are seeded too
     loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
-    result = run_train(loaded, data, out, config, progress=_progress(as_json))
-    _emit(as_json, result.to_dict(), train_table(result))
+    result = run_train(loaded, data, out, config, progress=_progress(as_json), resume=resume)
+    if env_context().is_main:  # under torchrun, one report
+        _emit(as_json, result.to_dict(), train_table(result))
 
 
 @app.command("eval")
