@@ -60,12 +60,12 @@ def process_group(device: str = "auto") -> Iterator[DistContext]:
             torch.cuda.set_device(ctx.local_rank)
         dist.init_process_group("nccl" if use_cuda else "gloo")
         created = True
-    try:
-        yield ctx
-    finally:
-        if created:
-            dist.barrier()
-            dist.destroy_process_group()
+    # No barrier on an error: the other processes may never reach it; this one exits and
+    # torchrun stops the rest.
+    yield ctx
+    if created:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def resolve_device(device: str, ctx: DistContext | None = None) -> torch.device:
