@@ -16,6 +16,7 @@ from slimcv.sources import LoadedModel, Preprocess, load_model
 
 if TYPE_CHECKING:
     from slimcv.analysis import ProfileResult
+    from slimcv.distillation import DistillConfig, DistillResult
     from slimcv.exporters import ExportConfig, ExportResult
     from slimcv.inference import Prediction
     from slimcv.measure import BenchConfig, BenchResult
@@ -171,5 +172,33 @@ def quantize(
         config,
         data=data,
         out_dir=out_dir,
+        progress=progress,
+    )
+
+
+def distill(
+    teacher: ModelLike | list[ModelLike] | None,
+    student: ModelLike,
+    data: Any,
+    out_dir: str | Path,
+    config: DistillConfig | None = None,
+    *,
+    image_size: int | None = None,
+    progress: bool = False,
+) -> DistillResult:
+    """Knowledge distillation (kd, feature, attention, ensemble, self, mutual); the student is
+    saved as an artifact directory."""
+    from slimcv.distillation import distill as _distill
+
+    if isinstance(teacher, list):
+        teachers: Any = [as_loaded(t, image_size=image_size) for t in teacher]
+    else:
+        teachers = None if teacher is None else as_loaded(teacher, image_size=image_size)
+    return _distill(
+        teachers,
+        as_loaded(student, image_size=image_size),
+        data,
+        out_dir,
+        config,
         progress=progress,
     )

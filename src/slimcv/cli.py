@@ -351,6 +351,9 @@ def prune(
     bn_sparsity: Annotated[
         float, typer.Option(help="Network slimming: L1 on BN scales before 'bn' ranking.")
     ] = 0.0,
+    distill: Annotated[
+        bool, typer.Option("--distill", help="Fine-tune with the unpruned model as teacher.")
+    ] = False,
     threads: Annotated[int | None, typer.Option(help="Threads for latency measurement.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for data order and splits.")] = 0,
     num_classes: NumClasses = None,
@@ -379,6 +382,7 @@ def prune(
         finetune_epochs=finetune_epochs,
         lr=lr,
         bn_sparsity=bn_sparsity,
+        distill=distill,
         threads=threads,
         seed=seed,
     )
@@ -427,6 +431,9 @@ def quantize(
     ] = "onnxruntime",
     qat_epochs: Annotated[int, typer.Option("--qat-epochs", help="QAT epochs.")] = 3,
     qat_lr: Annotated[float, typer.Option("--qat-lr", help="QAT learning rate.")] = 1e-4,
+    distill: Annotated[
+        bool, typer.Option("--distill", help="QAT with the float model as teacher.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed for calibration subset, split and QAT.")] = 0,
     num_classes: NumClasses = None,
     weights: Weights = None,
@@ -453,6 +460,7 @@ def quantize(
         backend=backend,
         qat_epochs=qat_epochs,
         qat_lr=qat_lr,
+        distill=distill,
         seed=seed,
     )
     loaded = _load(model, num_classes, weights, trust_checkpoint, image_size)
@@ -479,6 +487,113 @@ def _array_data(data: str) -> Any:
     if array.dtype.kind not in "fiu":
         raise DataError(f"{data} holds {array.dtype} values, not numbers")
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+@app.command()
+def distill(
+    student: Annotated[str, typer.Option("--student", help="The model to train (a model source).")],
+    teacher: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--teacher",
+            help="Teacher model source or artifact dir; repeat for --method ensemble; "
+            "the peer's start for mutual; none for self.",
+        ),
+    ] = None,
+    data: DataOpt = "digits",
+    out: OutOpt = Path("distilled"),
+    method: Annotated[
+        str, typer.Option(help="kd, feature, attention, ensemble, self or mutual.")
+    ] = "kd",
+    temperature: Annotated[
+        float | None, typer.Option(help="Soft-target temperature (default 4; mutual 1).")
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(help="Weight of the soft targets vs the labels (default 0.9; mutual 0.5)."),
+    ] = None,
+    feature_pairs: Annotated[
+        str | None,
+        typer.Option("--feature-pairs", help="feature/attention: teacher_layer:student_layer,..."),
+    ] = None,
+    feature_loss: Annotated[
+        str | None, typer.Option("--feature-loss", help="feature: mse or cosine.")
+    ] = None,
+    beta: Annotated[
+        float | None, typer.Option(help="Weight of the feature/attention/exit term.")
+    ] = None,
+    exits: Annotated[
+        str | None, typer.Option(help="self: student layers that get early-exit heads.")
+    ] = None,
+    teacher_weights: Annotated[
+        str | None, typer.Option("--teacher-weights", help="ensemble: one weight per teacher.")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training split.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    seed: Annotated[int, typer.Option(help="Seed for the student's weights and data order.")] = 0,
+    split_seed: Annotated[
+        int, typer.Option("--split-seed", help="Train/val split seed (the teacher's).")
+    ] = 0,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir", help="Cache teacher logits here (kd, ensemble; no augmentation)."
+        ),
+    ] = None,
+    num_classes: NumClasses = None,
+    trust_checkpoint: Trust = False,
+    image_size: ImageSize = None,
+    as_json: AsJson = False,
+) -> None:
+    """Knowledge distillation: train --student from --teacher; writes the student to --out."""
+    from slimcv.distillation import DistillConfig
+    from slimcv.distillation import distill as run_distill
+    from slimcv.report.tables import distill_table
+    from slimcv.training import seed_everything
+
+    try:
+        weights = tuple(float(w) for w in _names(teacher_weights))
+    except ValueError:
+        raise SlimcvError(f"--teacher-weights must be numbers, got {teacher_weights!r}") from None
+    config = DistillConfig(
+        method=method,
+        temperature=temperature,
+        alpha=alpha,
+        feature_pairs=feature_pairs or (),
+        feature_loss=feature_loss,
+        beta=beta,
+        exits=_names(exits),
+        teacher_weights=weights,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        split_seed=split_seed,
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+    )
+    teachers = [
+        _load(t, _classes_for(t, num_classes), None, trust_checkpoint, image_size)
+        for t in teacher or []
+    ]
+    seed_everything(seed)  # before the student is built, so its initial weights are seeded
+    loaded = _load(student, _classes_for(student, num_classes), None, trust_checkpoint, image_size)
+    result = run_distill(
+        teachers if len(teachers) != 1 else teachers[0],
+        loaded,
+        data,
+        out,
+        config,
+        progress=_progress(as_json),
+    )
+    _emit(as_json, result.to_dict(), distill_table(result))
+
+
+def _classes_for(source: str, num_classes: int | None) -> int | None:
+    """--num-classes for a source string; an artifact directory keeps its own head."""
+    from slimcv.sources.grammar import parse_source
+
+    return None if parse_source(source).kind == "artifact" else num_classes
 
 
 @app.command()

@@ -22,6 +22,7 @@ from slimcv.data import DataBundle, load_data
 from slimcv.errors import SlimcvError
 from slimcv.sources.artifact import check_output_dir, save_artifact
 from slimcv.sources.model import LoadedModel
+from slimcv.training.objective import Objective
 
 MODES = ("structured", "unstructured", "2:4")
 #: Ratio for layers whose own ratio is set per layer (the config needs one in (0, 1)).
@@ -54,6 +55,8 @@ class PruneConfig:
         lr: fine-tuning learning rate.
         bn_sparsity: network slimming: L1 weight on BatchNorm scales during fine-tuning
             rounds before the ``bn`` criterion ranks channels.
+        distill: fine-tune with the unpruned model as the teacher (soft targets, see
+            :mod:`slimcv.distillation`) instead of labels alone; needs fine-tuning epochs.
         sensitivity_samples: validation images used per sensitivity probe.
         threads: threads for latency measurements (default all cores).
         seed: seeds data order and splits.
@@ -73,6 +76,7 @@ class PruneConfig:
     finetune_epochs: int = 0
     lr: float = 1e-3
     bn_sparsity: float = 0.0
+    distill: bool = False
     sensitivity_samples: int = 256
     threads: int | None = None
     seed: int = 0
@@ -107,6 +111,8 @@ class PruneConfig:
             raise SlimcvError("--allocation sensitivity needs --target-macs")
         if self.finetune_epochs < 0:
             raise SlimcvError("--finetune-epochs must be 0 or more")
+        if self.distill and not self.finetune_epochs:
+            raise SlimcvError("--distill teaches the fine-tuning; give --finetune-epochs N")
         kind, steps = parse_schedule(self.schedule)
         if kind == "gradual" and self.mode == "structured":
             raise SlimcvError("gradual schedules are for unstructured pruning; use iterative:K")
@@ -175,6 +181,8 @@ def prune(
             f"{bundle.name} has {bundle.num_classes} classes, the model {model.num_classes}"
         )
     before = profile_model(module, shape)
+    # The unpruned model teaches its pruned self during fine-tuning (a frozen copy).
+    teacher = _distill_objective(module) if config.distill else None
     result = PruneResult(
         None,
         config.mode,
@@ -187,9 +195,9 @@ def prune(
     if bundle is not None:
         result.top1_before = _top1(module, bundle)
     if config.mode == "structured":
-        _structured(model, config, bundle, result, progress)
+        _structured(model, config, bundle, result, progress, teacher)
     else:
-        _unstructured(model, config, bundle, result, progress)
+        _unstructured(model, config, bundle, result, progress, teacher)
     after = profile_model(module, shape)
     result.params_after, result.macs_after = after.params, after.macs
     if bundle is not None:
@@ -228,6 +236,7 @@ def _structured(
     bundle: DataBundle | None,
     result: PruneResult,
     progress: bool,
+    teacher: Objective | None = None,
 ) -> None:
     from slimcv.pruning.schedules import parse_schedule
     from slimcv.pruning.structured import StructuredConfig, prune_structured_
@@ -298,7 +307,9 @@ def _structured(
             result.layers[name] = [first[0], new]
         step = {"round": index + 1, "ratio": step_ratio, "macs": report.macs_after}
         if bundle is not None and epochs[index]:
-            step["finetune_top1"] = _finetune(module, bundle, config, epochs[index], progress)
+            step["finetune_top1"] = _finetune(
+                module, bundle, config, epochs[index], progress, objective=teacher
+            )
         result.steps.append(step)
     model.meta["architecture_changes"] = changes
     if config.target_latency_ms is not None:
@@ -373,6 +384,7 @@ def _unstructured(
     bundle: DataBundle | None,
     result: PruneResult,
     progress: bool,
+    teacher: Objective | None = None,
 ) -> None:
     from slimcv.pruning.schedules import iterative_steps, parse_schedule, polynomial_decay
     from slimcv.pruning.unstructured import (
@@ -404,7 +416,9 @@ def _unstructured(
         report = apply_masks_(module, cfg)
         step = {"round": index + 1, "sparsity": report.overall_sparsity}
         if bundle is not None and epochs[index]:
-            step["finetune_top1"] = _finetune(module, bundle, config, epochs[index], progress)
+            step["finetune_top1"] = _finetune(
+                module, bundle, config, epochs[index], progress, objective=teacher
+            )
         result.steps.append(step)
         if pattern == "2:4":
             break  # 2:4 is one fixed pattern; more rounds would change nothing
@@ -421,7 +435,9 @@ def _finetune(
     epochs: int,
     progress: bool,
     bn: bool = False,
+    objective: Objective | None = None,
 ) -> float:
+    """Fine-tunes in place; ``objective`` (a teacher's soft targets) replaces plain labels."""
     from slimcv.training import TrainConfig, fit
 
     extra = None
@@ -436,10 +452,17 @@ def _finetune(
         bundle,
         TrainConfig(epochs=epochs, lr=config.lr, seed=config.seed, warmup_fraction=0.0),
         extra_loss=extra,
+        objective=objective,
         progress=progress,
-        description="slimming" if bn else "fine-tune",
+        description="slimming" if bn else ("distill fine-tune" if objective else "fine-tune"),
     )
     return history[-1].val_top1
+
+
+def _distill_objective(module: nn.Module) -> Objective:
+    from slimcv.distillation import teacher_objective
+
+    return teacher_objective(module)
 
 
 def _split(total: int, rounds: int) -> list[int]:

@@ -57,6 +57,8 @@ class QuantizeConfig:
         backend: the runtime whose execution is measured and checked.
         qat_epochs: QAT fine-tuning epochs.
         qat_lr: QAT learning rate.
+        distill: QAT learns from the float model's soft targets (the float model as teacher,
+            see :mod:`slimcv.distillation`) as well as the labels.
         batch_size: images per calibration / evaluation batch.
         seed: seeds the calibration subset, data split and QAT.
     """
@@ -74,6 +76,7 @@ class QuantizeConfig:
     backend: str = "onnxruntime"
     qat_epochs: int = 3
     qat_lr: float = 1e-4
+    distill: bool = False
     batch_size: int = 32
     seed: int = 0
 
@@ -97,6 +100,8 @@ class QuantizeConfig:
                 "bf16 runs on OpenVINO here (ONNX Runtime's CPU provider has no bf16 kernels); "
                 "add --backend openvino"
             )
+        if self.distill and self.method != "qat":
+            raise SlimcvError("--distill teaches QAT's training; use it with --method qat")
         if self.precision != "int8" and self.method != "ptq":
             raise SlimcvError(f"--method {self.method} applies to int8 only")
 

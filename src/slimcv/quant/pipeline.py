@@ -134,6 +134,11 @@ def build_simulation(
     if config.method == "qat":
         from slimcv.quant.qat import train_qat
 
+        objective = None
+        if config.distill:  # the float model teaches its quantized self
+            from slimcv.distillation import teacher_objective
+
+            objective = teacher_objective(module)
         train_qat(
             qmodel,
             bundle,
@@ -141,6 +146,7 @@ def build_simulation(
             lr=config.qat_lr,
             seed=config.seed,
             progress=progress,
+            objective=objective,
         )
     return qmodel
 

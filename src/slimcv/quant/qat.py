@@ -15,6 +15,7 @@ from slimcv.data import DataBundle
 from slimcv.errors import DataError, SlimcvError
 from slimcv.quant.prepare import QuantizedModel
 from slimcv.quant.quantizer import Quantizer
+from slimcv.training.objective import Objective
 
 
 def train_qat(
@@ -26,8 +27,12 @@ def train_qat(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = False,
+    objective: Objective | None = None,
 ) -> list:
     """Trains ``qmodel`` in place with fake quantization and learnable scales.
+
+    ``objective`` replaces the labels-only loss, e.g. the float model's soft targets
+    (:func:`slimcv.distillation.teacher_objective`): the float model teaches its quantized self.
 
     Returns:
         The per-epoch metrics of the training loop.
@@ -45,7 +50,14 @@ def train_qat(
         if quantizer.mode == "quantize":
             quantizer.make_learnable()
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=0.0, seed=seed)
-    history = fit(qmodel.module, data, config, progress=progress, description="QAT")
+    history = fit(
+        qmodel.module,
+        data,
+        config,
+        objective=objective,
+        progress=progress,
+        description="QAT (distilled)" if objective else "QAT",
+    )
     if not all(torch.isfinite(p).all() for p in qmodel.module.parameters()):
         raise SlimcvError(f"QAT diverged (weights became NaN/Inf) at lr {lr}; lower --qat-lr")
     for quantizer in quantizers:

@@ -8,6 +8,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from slimcv.analysis import ProfileResult
+    from slimcv.distillation import DistillResult
     from slimcv.exporters import ExportResult
     from slimcv.inference import Prediction
     from slimcv.measure.accuracy import EvalResult
@@ -212,4 +213,39 @@ def quantize_table(result: QuantizeResult) -> Table:
             "kept float: " + "; ".join(f"{k} ({v})" for k, v in result.float_layers.items())
         )
     table.caption = "\n".join(notes)
+    return table
+
+
+def distill_table(result: DistillResult) -> Table:
+    """Teacher(s) vs the distilled student: val top-1, MACs, params."""
+    table = Table(
+        title=f"distill ({result.method}) on {result.data} at {result.image_size}px "
+        f"-> {result.out_dir}"
+    )
+    for column in ("model", "role", "val top-1 %", "MACs", "MACs vs teacher"):
+        table.add_column(column, justify="left" if column in ("model", "role") else "right")
+    base = result.teacher_macs[0] if result.teacher_macs else None
+    for source, top1, macs in zip(
+        result.teachers, result.teacher_top1, result.teacher_macs, strict=True
+    ):
+        role = "peer (start)" if result.method == "mutual" else "teacher"
+        table.add_row(source, role, f"{top1:.2f}", human_count(macs), "")
+    share = f"{result.student_macs / base:.3f}x" if base else ""
+    table.add_row(
+        result.student,
+        "student",
+        f"{result.student_top1:.2f}",
+        human_count(result.student_macs),
+        share,
+    )
+    if result.peer_top1 is not None:
+        table.add_row("peer", "peer (trained)", f"{result.peer_top1:.2f}", "", "")
+    last = result.epochs[-1]
+    notes = [
+        f"{len(result.epochs)} epochs, final train loss {last.train_loss:.4f}",
+        f"{result.seconds:.1f} s",
+    ]
+    for info in result.cache:
+        notes.append(f"teacher logits {'read from' if info['hit'] else 'cached to'} {info['path']}")
+    table.caption = "; ".join(notes + result.notes)
     return table
