@@ -63,6 +63,16 @@ def _dot_macs(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
     return int(args[0].numel())
 
 
+def _sdpa_macs(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
+    # Fused attention kernels: q @ k^T and attn @ v over (batch, heads, length, head dim).
+    query, key, value = args[0], args[1], args[2]
+    *lead, len_q, dim = query.shape
+    batch_heads = 1
+    for size in lead:
+        batch_heads *= int(size)
+    return batch_heads * int(len_q) * int(key.shape[-2]) * (int(dim) + int(value.shape[-1]))
+
+
 def _build_mac_formulas() -> dict[Any, MacFormula]:
     formulas: dict[Any, MacFormula] = {
         packet: _from_flop_formula(formula) for packet, formula in flop_registry.items()
@@ -74,6 +84,11 @@ def _build_mac_formulas() -> dict[Any, MacFormula]:
     formulas[aten.addmv] = _mv_macs
     formulas[aten.dot] = _dot_macs
     formulas[aten.vdot] = _dot_macs
+    # The CPU flash-attention kernel that scaled_dot_product_attention runs since torch 2.x;
+    # some torch releases' flop counter has no formula for it and would count it as 0 MACs.
+    cpu_flash = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if cpu_flash is not None and cpu_flash not in formulas:
+        formulas[cpu_flash] = _sdpa_macs
     return formulas
 
 
