@@ -18,7 +18,7 @@ from slimcv.distillation.methods.base import (
     register,
 )
 from slimcv.distillation.methods.feature import LayerPairObjective, check_pairs
-from slimcv.distillation.wiring import parse_pairs
+from slimcv.distillation.wiring import required_pairs
 from slimcv.errors import SlimcvError
 from slimcv.training.objective import Objective
 
@@ -44,18 +44,7 @@ class AttentionConfig:
     alpha: float = 0.9
 
     def __post_init__(self) -> None:
-        self.pairs = (
-            parse_pairs(self.pairs)
-            if isinstance(self.pairs, str)
-            else tuple(
-                tuple(p)
-                for p in self.pairs  # type: ignore[misc]
-            )
-        )
-        if not self.pairs:
-            raise SlimcvError(
-                "attention transfer needs layer pairs: --feature-pairs t_layer:s_layer,..."
-            )
+        self.pairs = required_pairs(self.pairs, "attention transfer")
         if self.beta < 0 or self.p <= 0:
             raise SlimcvError(f"need beta >= 0 and p > 0, got beta={self.beta}, p={self.p}")
         check_mix(self.temperature, self.alpha)

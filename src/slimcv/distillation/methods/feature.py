@@ -25,9 +25,9 @@ from slimcv.distillation.methods.base import (
 from slimcv.distillation.wiring import (
     make_adapter,
     match_spatial,
-    parse_pairs,
     probe_shapes,
     record,
+    required_pairs,
     resolve_layers,
 )
 from slimcv.errors import SlimcvError, UnknownNameError
@@ -53,18 +53,7 @@ class FeatureConfig:
     alpha: float = 0.9
 
     def __post_init__(self) -> None:
-        self.pairs = (
-            parse_pairs(self.pairs)
-            if isinstance(self.pairs, str)
-            else tuple(
-                tuple(p)
-                for p in self.pairs  # type: ignore[misc]
-            )
-        )
-        if not self.pairs:
-            raise SlimcvError(
-                "this method needs layer pairs: --feature-pairs teacher_layer:student_layer,..."
-            )
+        self.pairs = required_pairs(self.pairs, "feature distillation")
         if self.loss not in FEATURE_LOSSES:
             raise UnknownNameError(
                 f"unknown feature loss {self.loss!r}; known: {', '.join(FEATURE_LOSSES)}"

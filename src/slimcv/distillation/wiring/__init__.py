@@ -6,7 +6,13 @@ are frozen and fed in their own preprocessing (:mod:`.teachers`).
 """
 
 from slimcv.distillation.wiring.adapters import make_adapter, match_spatial
-from slimcv.distillation.wiring.layers import parse_pairs, probe_shapes, record, resolve_layers
+from slimcv.distillation.wiring.layers import (
+    parse_pairs,
+    probe_shapes,
+    record,
+    required_pairs,
+    resolve_layers,
+)
 from slimcv.distillation.wiring.teachers import FrozenTeacher
 
 __all__ = [
@@ -14,6 +20,7 @@ __all__ = [
     "make_adapter",
     "match_spatial",
     "parse_pairs",
+    "required_pairs",
     "probe_shapes",
     "record",
     "resolve_layers",

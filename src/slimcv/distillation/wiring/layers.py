@@ -42,6 +42,24 @@ def parse_pairs(text: str | Sequence[str] | None) -> tuple[tuple[str, str], ...]
     return tuple(pairs)
 
 
+def required_pairs(
+    value: str | Sequence[Sequence[str]], method: str
+) -> tuple[tuple[str, str], ...]:
+    """A method config's ``pairs`` field (``"t:s,..."`` or a sequence of pairs) as a tuple.
+
+    Raises:
+        SlimcvError: no pair given (``method`` names what needs them), or a malformed item.
+    """
+    pairs = (
+        parse_pairs(value) if isinstance(value, str) else tuple((str(t), str(s)) for t, s in value)
+    )
+    if not pairs:
+        raise SlimcvError(
+            f"{method} needs layer pairs: --feature-pairs teacher_layer:student_layer,..."
+        )
+    return pairs
+
+
 def resolve_layers(module: nn.Module, names: Sequence[str], role: str) -> dict[str, nn.Module]:
     """The submodules called ``names``.
 
