@@ -46,3 +46,11 @@ class UnknownNameError(SlimcvError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
+
+
+class SpecError(SlimcvError):
+    """An architecture spec string is malformed; the message points at the bad token."""
+
+
+class SearchError(SlimcvError):
+    """A search cannot run as asked (unknown space or objective, impossible budget)."""

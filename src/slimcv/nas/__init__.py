@@ -1,0 +1,1 @@
+"""Neural architecture search: spaces, strategies, estimators, latency tables, the supernet."""
