@@ -706,6 +706,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Larger command groups live in their own modules and register on ``app`` when imported.
+from slimcv import cli_arch, cli_search  # noqa: E402,F401
+
+
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
