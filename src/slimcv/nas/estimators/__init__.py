@@ -1,0 +1,5 @@
+"""Accuracy estimators for search; importing this package registers them all."""
+
+from slimcv.nas.estimators.base import ESTIMATORS, Estimate, Estimator, EstimatorContext
+
+__all__ = ["ESTIMATORS", "Estimate", "Estimator", "EstimatorContext"]
