@@ -5,6 +5,25 @@ exposes ``in_channels`` and ``out_channels``, so the builder in :mod:`slimcv.arc
 chain any of them.
 """
 
+from slimcv.arch.blocks.exits import ExitHead
+from slimcv.arch.blocks.ghost import GhostBottleneck, GhostModule
 from slimcv.arch.blocks.mobile import DepthwiseSeparable, InvertedResidual
+from slimcv.arch.blocks.mobilevit import MobileViTBlock
+from slimcv.arch.blocks.shuffle import GroupedConvShuffle, ShuffleUnit
+from slimcv.arch.blocks.transformer import SelfAttention, TransformerLayer
+from slimcv.arch.blocks.window import WindowAttentionBlock, WindowLayer
 
-__all__ = ["DepthwiseSeparable", "InvertedResidual"]
+__all__ = [
+    "DepthwiseSeparable",
+    "ExitHead",
+    "GhostBottleneck",
+    "GhostModule",
+    "GroupedConvShuffle",
+    "InvertedResidual",
+    "MobileViTBlock",
+    "SelfAttention",
+    "ShuffleUnit",
+    "TransformerLayer",
+    "WindowAttentionBlock",
+    "WindowLayer",
+]
