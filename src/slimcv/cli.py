@@ -27,6 +27,7 @@ app = typer.Typer(
 
 _SOURCE_HELP = (
     "Model source: torchvision:NAME, timm:NAME, timm:efficientnet_lite0:imagenet, "
+    "arch:FAMILY[:key=value,...] (see slimcv arch list), arch:SPEC, "
     "file.py:factory, package.module:factory, model.onnx, or an artifact directory."
 )
 ModelArg = Annotated[str, typer.Argument(help=_SOURCE_HELP, show_default=False)]

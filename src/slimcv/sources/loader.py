@@ -27,9 +27,21 @@ def build_module(source: str, num_classes: int | None) -> tuple[nn.Module, Prepr
         return build_torchvision(spec.target, num_classes)
     if spec.kind == "timm":
         return build_timm(spec.target, num_classes, spec.attr)
+    if spec.kind == "arch":
+        return build_arch(spec.target, num_classes)
     if spec.kind in ("file", "module"):
         return build_user(spec, num_classes)
     raise SourceError(f"{source} is not an architecture source")
+
+
+def build_arch(target: str, num_classes: int | None) -> tuple[nn.Module, Preprocess]:
+    """A :class:`~slimcv.arch.builder.SpecNet` from a family or spec string (what follows
+    ``arch:``), randomly initialised, with the family's resolution as the input size."""
+    from slimcv.arch import build_network
+    from slimcv.arch.families import resolve_arch
+
+    network, resolution = resolve_arch(target)
+    return build_network(network, num_classes or 1000), Preprocess(image_size=resolution)
 
 
 def load_model(
