@@ -8,6 +8,8 @@ fill exactly, with no pickle involved.
 
 Depth pruning (whole residual blocks replaced by ``nn.Identity``) changes the module tree and is
 recorded as an ``identity_blocks`` change instead: the dotted names of the removed blocks.
+Depthwise-separable surgery (:mod:`slimcv.arch.surgery`) is a ``separable_convs`` change: the
+names of the replaced convs and the depth multiplier.
 """
 
 from __future__ import annotations
@@ -105,3 +107,11 @@ def replay_identity_blocks(module: nn.Module, change: dict[str, Any]) -> nn.Modu
     for name in change.get("names", []):
         replace_with_identity(module, name)
     return module
+
+
+@ARCH_CHANGES.register("separable_convs")
+def replay_separable_convs(module: nn.Module, change: dict[str, Any]) -> nn.Module:
+    """Re-applies depthwise-separable conv surgery (:mod:`slimcv.arch.surgery`)."""
+    from slimcv.arch.surgery import replay_separable_convs as replay
+
+    return replay(module, change)
