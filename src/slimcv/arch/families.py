@@ -276,6 +276,99 @@ def efficientnet(*, phi: int = 0, small_input: bool = False) -> FamilyNetwork:
     return FamilyNetwork(spec, resolution)
 
 
+# ShuffleNetV2 (Ma et al. 2018, Table 5): stage output channels and conv5 width per multiplier.
+_SHUFFLENETV2_WIDTHS: dict[float, tuple[int, int, int, int]] = {
+    0.5: (48, 96, 192, 1024),
+    1.0: (116, 232, 464, 1024),
+    1.5: (176, 352, 704, 1024),
+    2.0: (244, 488, 976, 2048),
+}
+
+
+@register_family(
+    "shufflenetv2",
+    "ShuffleNetV2: channel split + shuffle units, 3x3/2 max-pool stem (Ma et al. 2018)",
+    width="0.5, 1.0, 1.5 or 2.0: the paper's stage channels for that multiplier",
+    small_input="stem stride 1 and no max pool (total stride 8), for 32x32 inputs",
+)
+def shufflenetv2(*, width: float = 1.0, small_input: bool = False) -> FamilyNetwork:
+    """ShuffleNetV2 as torchvision builds it (same parameter count): stem conv 24/2, max pool,
+    stages of 4, 8, 4 units, conv5. With ``small_input`` the max pool is dropped."""
+    if width not in _SHUFFLENETV2_WIDTHS:
+        raise SpecError(
+            f"shufflenetv2: width must be one of {', '.join(map(str, _SHUFFLENETV2_WIDTHS))} "
+            f"(the paper's stage channels), got {width}"
+        )
+    c2, c3, c4, c5 = _SHUFFLENETV2_WIDTHS[width]
+    pool = "" if small_input else "maxpool_k3_s2_c24,"
+    spec = parse_network(
+        f"stem_c24_s{1 if small_input else 2},{pool}"
+        f"shuffle_r4_k3_s2_c{c2},shuffle_r8_k3_s2_c{c3},shuffle_r4_k3_s2_c{c4},head_c{c5}"
+    )
+    return FamilyNetwork(spec, SMALL_RESOLUTION if small_input else 224)
+
+
+# GhostNet 1.0 (Han et al. 2020, Table 1). The ghost kind's expansion is relative to the
+# block's input width: 72 hidden from 24 in is e3, 184 from 80 is e2.3.
+_GHOSTNET = (
+    "stem_c16_s2,"
+    "ghost_k3_e1_c16,"
+    "ghost_r2_k3_s2_e3_c24,"
+    "ghost_r2_k5_s2_e3_c40_se0.25,"
+    "ghost_k3_s2_e6_c80,"
+    "ghost_k3_e2.5_c80,"
+    "ghost_r2_k3_e2.3_c80,"
+    "ghost_r2_k3_e6_c112_se0.25,"
+    "ghost_k5_s2_e6_c160_se0.25,"
+    "ghost_k5_e6_c160,"
+    "ghost_k5_e6_c160_se0.25,"
+    "ghost_k5_e6_c160,"
+    "ghost_k5_e6_c160_se0.25,"
+    "head_c960"
+)
+
+
+@register_family(
+    "ghostnet",
+    "GhostNet-like: ghost bottlenecks with SE in the paper's places (Han et al. 2020)",
+    width="width multiplier (channels rounded to multiples of 8)",
+    small_input=_SMALL_HELP,
+)
+def ghostnet(*, width: float = 1.0, small_input: bool = False) -> FamilyNetwork:
+    """GhostNet 1.0's 16 bottlenecks and 960-wide head conv. "-like": the paper's extra
+    1280-wide layer after pooling is left out (the spec's head runs before pooling), and SE
+    widths are ``int(hidden / 4)`` rather than rounded to 4."""
+    _positive("ghostnet", "width", width)
+    return _finish(parse_network(_GHOSTNET).scaled(width=width), 224, small_input)
+
+
+# MobileViT-XXS (Mehta & Rastegari 2022, Table 4): MV2 blocks with expansion 2, then three
+# MobileViT stages of 2, 4 and 3 transformer layers, 4 heads, 2x2 patches, SiLU.
+_MOBILEVIT_XXS = (
+    "stem_c16_s2_asilu,"
+    "ir_k3_e2_c16,"
+    "ir_r3_k3_s2_e2_c24,"
+    "mvit_k3_s2_e2_c48_d2_h4_p2,"
+    "mvit_k3_s2_e2_c64_d4_h4_p2,"
+    "mvit_k3_s2_e2_c80_d3_h4_p2,"
+    "head_c320"
+)
+
+
+@register_family(
+    "mobilevit_xxs",
+    "MobileViT-XXS-like: MV2 blocks then conv + transformer stages (Mehta & Rastegari 2022)",
+    width="width multiplier (channels rounded to multiples of 8; heads stay 4)",
+    small_input=_SMALL_HELP,
+)
+def mobilevit_xxs(*, width: float = 1.0, small_input: bool = False) -> FamilyNetwork:
+    """MobileViT-XXS's layout. "-like": the mvit kind's transformer is as wide as the block
+    (48/64/80, not the paper's 64/80/96) and its stride-2 inverted residual expands 4x, not 2x.
+    Designed for 256x256 inputs."""
+    _positive("mobilevit_xxs", "width", width)
+    return _finish(parse_network(_MOBILEVIT_XXS).scaled(width=width), 256, small_input)
+
+
 def resolve_arch(text: str) -> tuple[NetworkSpec, int]:
     """Resolves what follows ``arch:`` in a model source to a spec and its default resolution.
 

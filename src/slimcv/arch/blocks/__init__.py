@@ -9,6 +9,7 @@ from slimcv.arch.blocks.exits import ExitHead
 from slimcv.arch.blocks.ghost import GhostBottleneck, GhostModule
 from slimcv.arch.blocks.mobile import DepthwiseSeparable, InvertedResidual
 from slimcv.arch.blocks.mobilevit import MobileViTBlock
+from slimcv.arch.blocks.pool import MaxPoolBlock
 from slimcv.arch.blocks.shuffle import GroupedConvShuffle, ShuffleUnit
 from slimcv.arch.blocks.transformer import SelfAttention, TransformerLayer
 from slimcv.arch.blocks.window import WindowAttentionBlock, WindowLayer
@@ -20,6 +21,7 @@ __all__ = [
     "GhostModule",
     "GroupedConvShuffle",
     "InvertedResidual",
+    "MaxPoolBlock",
     "MobileViTBlock",
     "SelfAttention",
     "ShuffleUnit",
