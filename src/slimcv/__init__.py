@@ -27,6 +27,7 @@ _API = {
     "prune": "slimcv.api",
     "quantize": "slimcv.api",
     "distill": "slimcv.api",
+    "search": "slimcv.api",
     "PruneConfig": "slimcv.pruning",
     "QuantizeConfig": "slimcv.quant",
     "DistillConfig": "slimcv.distillation",
@@ -37,6 +38,7 @@ _API = {
     "TrainConfig": "slimcv.training",
     "BenchConfig": "slimcv.measure",
     "ExportConfig": "slimcv.exporters",
+    "SearchConfig": "slimcv.nas",
 }
 
 __all__ = ["__version__", *_API]

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from slimcv.inference import Prediction
     from slimcv.measure import BenchConfig, BenchResult
     from slimcv.measure.accuracy import EvalResult
+    from slimcv.nas.api import SearchConfig, SearchResult
+    from slimcv.nas.space import SearchSpace
     from slimcv.pruning import PruneConfig, PruneResult
     from slimcv.quant import QuantizeConfig, QuantizeResult
     from slimcv.training import TrainConfig, TrainResult
@@ -202,3 +204,19 @@ def distill(
         config,
         progress=progress,
     )
+
+
+def search(
+    space: SearchSpace | str,
+    data: str,
+    config: SearchConfig | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> SearchResult:
+    """Hardware-aware architecture search: the Pareto front of accuracy against latency (or
+    params, MACs, size); with ``out_dir``, every front member is saved as an artifact."""
+    from slimcv.nas.api import search as _search
+
+    return _search(space, data, config, out_dir=out_dir, force=force, progress=progress)

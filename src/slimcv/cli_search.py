@@ -71,8 +71,8 @@ def search(
 ) -> None:
     """Hardware-aware architecture search: a Pareto front of accuracy against latency (or
     params, MACs, size), with each front member saved as a reloadable artifact."""
-    from slimcv.nas.search import SearchConfig
-    from slimcv.nas.search import search as run_search
+    from slimcv.nas.api import SearchConfig
+    from slimcv.nas.api import search as run_search
     from slimcv.report.search_tables import search_table
 
     config = SearchConfig(

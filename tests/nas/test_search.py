@@ -5,8 +5,8 @@ import torch
 from search_helpers import TinySpace, fake_table
 
 from slimcv.errors import ArtifactError, SearchError
+from slimcv.nas.api import SearchConfig, search, smallest_genotype
 from slimcv.nas.pareto import pareto_front
-from slimcv.nas.search import SearchConfig, search, smallest_genotype
 
 FAST = {"proxies": "synflow", "batch_size": 8}
 

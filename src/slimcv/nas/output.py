@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from slimcv.nas.search import FrontMember, SearchResult
+from slimcv.nas.api import FrontMember, SearchResult
 
 LATENCY_PREFIX = "latency:"
 

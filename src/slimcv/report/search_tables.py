@@ -9,7 +9,7 @@ from rich.table import Table
 from slimcv.report.tables import human_count
 
 if TYPE_CHECKING:
-    from slimcv.nas.search import SearchResult
+    from slimcv.nas.api import SearchResult
 
 
 def search_table(result: SearchResult) -> Table:
