@@ -153,7 +153,7 @@ def summarize_network(
         notes=[
             "params: parameters of each stage's modules; they add up to the total",
             "macs: " + result.notes[0].removeprefix("macs: ") + "; summed over each stage's layers",
-            "kernel/expansion null: the block kind's default (3 and 6 for ir)",
+            "kernel/expansion null: the spec leaves the block kind's default",
         ],
     )
 
