@@ -1,0 +1,1 @@
+"""A weight-sharing supernet (Once-for-All) over the mobilenetv2 search space."""
