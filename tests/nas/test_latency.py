@@ -10,7 +10,7 @@ from torch import nn
 
 from slimcv.analysis.profile import profile_model
 from slimcv.arch import SpecNet, build_network
-from slimcv.errors import SearchError
+from slimcv.errors import SearchError, SlimcvError
 from slimcv.nas.latency import (
     Correction,
     LatencyTable,
@@ -125,6 +125,8 @@ def test_calibration_recovers_a_linear_relation():
     assert fit.networks == 4 and fit.mean_abs_error_pct < 1e-6
     with pytest.raises(SearchError):
         table.calibrate(_candidates(32, 1), 10)
+    ratio = table.calibrate(_candidates(32, 4, seed=1), 10, model="ratio")
+    assert ratio.intercept_ms == 0 and 2.0 < ratio.slope < 2.0 + 0.01 / 0.005
 
 
 def test_save_and_load_round_trip(tmp_path: Path):
@@ -166,6 +168,8 @@ def test_objective_names():
         latency_table("latency:tensorrtx")
     with pytest.raises(SearchError):
         latency_table("accuracy")
+    with pytest.raises(SlimcvError, match="precision"):
+        latency_table("latency:onnxruntime", precision="int3")
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])

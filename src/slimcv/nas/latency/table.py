@@ -10,8 +10,9 @@ where ``o(shape)`` is the cost of one ``Run()`` of an empty graph (a single Iden
 of that shape: the Python call, input binding and output copy that every separately timed unit
 pays. What remains unmodelled (layout reorders at the cut points, caches warmed by the previous
 unit, operators fused across a cut) is absorbed by an optional linear correction
-``predicted = intercept + slope * raw`` fitted by least squares on a few calibration networks
-(:meth:`LatencyTable.calibrate`), which must not be the networks the table is judged on.
+``predicted = intercept + slope * raw`` fitted on a few calibration networks by least squares
+(or a slope alone, the median ratio, which resists a noisy network; see
+:meth:`LatencyTable.calibrate`); they must not be the networks the table is judged on.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Correction:
     """``predicted = intercept_ms + slope * raw``; the identity when nothing was fitted.
 
     Attributes:
+        model: ``linear`` (intercept and slope), ``ratio`` (slope only) or ``none``.
         networks: calibration networks the fit used (0: not calibrated).
         mean_abs_error_pct: the fit's mean absolute error on those networks, in percent.
     """
@@ -52,6 +54,7 @@ class Correction:
     slope: float = 1.0
     networks: int = 0
     mean_abs_error_pct: float | None = None
+    model: str = "none"
 
     def apply(self, raw_ms: float) -> float:
         return self.intercept_ms + self.slope * raw_ms
@@ -87,7 +90,11 @@ class LatencyTable:
         plan: TimingPlan | None = None,
     ) -> None:
         TIMERS.get(runtime)  # unknown runtime: one line listing the known ones
+        from slimcv.runtimes import PRECISIONS
+
         precision = _PRECISION_ALIASES.get(precision, precision)
+        if precision not in PRECISIONS:
+            raise SlimcvError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
         if threads < 1:
             raise SlimcvError(f"threads must be at least 1, got {threads}")
         self.runtime = runtime
@@ -216,25 +223,36 @@ class LatencyTable:
             needed.update(self._needed(self.units(candidate, num_classes), shape))
         return self._fill(needed, progress)
 
-    def calibrate(self, candidates: Sequence[Candidate], num_classes: int) -> Correction:
-        """Fits the linear correction on whole-network measurements of ``candidates``.
+    def calibrate(
+        self, candidates: Sequence[Candidate], num_classes: int, model: str = "linear"
+    ) -> Correction:
+        """Fits the correction on whole-network measurements of ``candidates``.
 
         Use networks other than those the table will be judged on.
 
+        Args:
+            model: ``linear`` fits intercept and slope by least squares; ``ratio`` fits a slope
+                alone, the median of measured over raw, which one noisy network cannot pull
+                (better with few calibration networks on a busy machine).
+
         Raises:
-            SearchError: fewer than two calibration networks.
+            SearchError: fewer than two calibration networks, or an unknown model.
         """
+        if model not in ("linear", "ratio"):
+            raise SearchError(f"unknown correction model {model!r}; known: linear, ratio")
         if len(candidates) < 2:
             raise SearchError(f"calibration needs at least 2 networks, got {len(candidates)}")
         raw = np.array([self.predict_raw(c, num_classes) for c in candidates])
         measured = np.array(self.measure_many(candidates, num_classes))
-        if np.ptp(raw) > 0:
+        if model == "linear" and np.ptp(raw) > 0:
             slope, intercept = np.polyfit(raw, measured, 1)
-        else:  # all alike: only a ratio can be fitted
-            slope, intercept = float(measured.mean() / raw.mean()), 0.0
+        else:
+            slope, intercept = float(np.median(measured / raw)), 0.0
         fitted = intercept + slope * raw
         error = float(np.mean(np.abs(fitted - measured) / measured) * 100)
-        self.correction = Correction(float(intercept), float(slope), len(candidates), error)
+        self.correction = Correction(
+            float(intercept), float(slope), len(candidates), error, model=model
+        )
         return self.correction
 
     # -- persistence -----------------------------------------------------------------------
