@@ -61,6 +61,7 @@ def test_duplicates_come_from_the_cache():
     keys = [t.key for t in result.trials]
     assert len(keys) == len(set(keys)) == space.size() == 16
     assert result.duplicates > 0
+    assert any("only 16 of 20 trials" in note for note in result.notes)
 
 
 def test_latency_budget_marks_infeasible_and_front_is_measured():
@@ -136,5 +137,5 @@ def test_two_ray_workers_give_the_same_trials_as_one(tmp_path):
     for a, b in zip(local.trials, ray.trials, strict=True):
         assert b.metrics["accuracy"] == pytest.approx(a.metrics["accuracy"], rel=1e-6)
         assert b.metrics["params"] == a.metrics["params"]
-    assert len({t.worker for t in ray.trials}) == 2  # two Ray worker processes did the work
-    assert {t.worker for t in local.trials} != {t.worker for t in ray.trials}
+    # Ray worker processes did the work, not this one.
+    assert not {t.worker for t in local.trials} & {t.worker for t in ray.trials}

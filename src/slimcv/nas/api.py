@@ -399,7 +399,7 @@ def search(
             duplicates=loop.duplicates,
             message=message,
             latency=_latency_facts(table),
-            notes=_notes(estimator, table, config),
+            notes=_notes(estimator, table, config, loop),
         )
         if stage is not None:
             from slimcv.nas.output import write_outputs
@@ -726,8 +726,14 @@ def _latency_facts(table: Any) -> dict[str, Any] | None:
     }
 
 
-def _notes(estimator: Any, table: Any, config: SearchConfig) -> list[str]:
+def _notes(estimator: Any, table: Any, config: SearchConfig, loop: _SearchLoop) -> list[str]:
     notes = []
+    evaluated = sum(r.status != "infeasible" for r in loop.records)
+    if evaluated < config.trials:
+        notes.append(
+            f"only {evaluated} of {config.trials} trials were evaluated: the strategy kept "
+            "proposing candidates already seen or over the latency budget"
+        )
     if not getattr(estimator, "is_accuracy", True):
         notes.append(
             f"accuracy is the {config.estimator} estimator's proxy score (higher is better), "
