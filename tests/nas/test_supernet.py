@@ -14,7 +14,13 @@ from slimcv.arch import build_network
 from slimcv.errors import SearchError
 from slimcv.nas.estimators import ESTIMATORS, EstimatorContext
 from slimcv.nas.space import get_space
-from slimcv.nas.supernet.elastic import ElasticMobileNet, extract, max_genotype, recalibrate_bn
+from slimcv.nas.supernet.elastic import (
+    ElasticMobileNet,
+    extract,
+    max_genotype,
+    min_genotype,
+    recalibrate_bn,
+)
 from slimcv.nas.supernet.shrinking import (
     CONFIG,
     PHASES,
@@ -209,3 +215,26 @@ def test_estimator_pickles_reuses_and_evaluates(tmp_path) -> None:
     retrained = ESTIMATORS.get("supernet")(other)
     retrained.prepare(space)
     assert retrained.info["hash"] != again.info["hash"]
+
+
+def test_sandwich_rule_trains_the_smallest_subnetwork_every_step(digits16: TensorSplits) -> None:
+    space = get_space("mobilenetv2", 16)
+    net = ElasticMobileNet(space, 10)
+    seen = []
+    original = net.forward
+
+    def recording(x, spec=None):
+        seen.append(spec)
+        return original(x, spec)
+
+    net.forward = recording  # type: ignore[method-assign]
+    config = ShrinkingConfig(
+        epochs=(1, 0, 0, 1), max_steps_per_epoch=3, batch_size=16, kd_weight=0.0
+    )  # no teacher: a deep copy would carry the recording forward along
+    train_supernet(net, digits16, config, evaluate=False)
+    smallest = space.decode(min_genotype(space)).spec
+    # 3 full-network steps, then 3 expand steps of 2 draws
+    expand_draws = seen[3:]
+    assert len(expand_draws) == 6
+    assert expand_draws[0::2] == [smallest] * 3
+    assert smallest not in seen[:3]

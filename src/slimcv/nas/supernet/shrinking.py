@@ -8,14 +8,15 @@ fighting it from scratch:
 phase      sampled per step                                                sub-networks/step
 =========  =============================================================  ==================
 full       the largest network (resolution elastic throughout)             1
-kernel     + kernel 3/5/7 and SE on/off per stage                          1
+kernel     + kernel 3/5/7 and SE on/off per stage                          2
 depth      + depth 1-3 per stage                                           2
 expand     + expansion per stage and the width multiplier                  2
 =========  =============================================================  ==================
 
 In the shrinking phases each sub-network's loss is cross-entropy plus distillation from the
 full network's soft predictions (a frozen copy of it after the first phase), and the losses of
-the step's sub-networks are summed (their gradients accumulate into the shared weights). Before
+the step's sub-networks are summed (their gradients accumulate into the shared weights); when a
+step draws several, the first is the phase's smallest (BigNAS's sandwich rule). Before
 the expansion phase the hidden channels are sorted by importance, so "the first k channels"
 keep the important ones.
 
@@ -78,6 +79,10 @@ class ShrinkingConfig:
     Attributes:
         epochs: epochs of each phase, in :data:`PHASES` order (full, kernel, depth, expand).
         subnets_per_step: sub-networks sampled (losses summed) per step, per phase.
+        sandwich: in the shrinking phases that draw several sub-networks per step, make the
+            first of them the phase's smallest one (BigNAS's sandwich rule; not in OFA). The
+            smallest networks share the fewest weights with the rest and are otherwise drawn
+            too rarely to learn.
         batch_size: images per step.
         lr: peak AdamW learning rate of the first phase (the full network).
         shrink_lr: peak learning rate of the shrinking phases (lower: they refine shared
@@ -92,11 +97,12 @@ class ShrinkingConfig:
         seed: initialisation, data order and sampled sub-networks.
     """
 
-    epochs: tuple[int, ...] = (4, 2, 2, 3)
-    subnets_per_step: tuple[int, ...] = (1, 1, 2, 2)
+    epochs: tuple[int, ...] = (3, 2, 2, 4)
+    subnets_per_step: tuple[int, ...] = (1, 2, 2, 2)
+    sandwich: bool = True
     batch_size: int = 64
     lr: float = 3e-3
-    shrink_lr: float = 1e-3
+    shrink_lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     kd_weight: float = 1.0
@@ -332,8 +338,12 @@ def train_supernet(
                         soft = soft_targets(teacher(images), config.temperature)
                 optimizer.zero_grad(set_to_none=True)
                 step_loss = 0.0
-                for _ in range(config.subnets_per_step[index]):
-                    genotype = sample_genotype(choices, rng)
+                many = config.subnets_per_step[index] > 1
+                for draw in range(config.subnets_per_step[index]):
+                    if config.sandwich and phase != "full" and draw == 0 and many:
+                        genotype = _phase_extreme(choices, min)
+                    else:
+                        genotype = sample_genotype(choices, rng)
                     genotype["resolution"] = resolution  # one resolution per batch (OFA)
                     logits = supernet(images, space.decode(genotype).spec)
                     loss = F.cross_entropy(logits, labels)
