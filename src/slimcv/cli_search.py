@@ -36,8 +36,8 @@ def search(
         str, typer.Option(help="short-train, zero-cost (or supernet when installed).")
     ] = "short-train",
     epochs: Annotated[int, typer.Option(help="short-train: epochs per candidate.")] = 2,
-    batch_size: Annotated[int, typer.Option(help="short-train: images per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="short-train: peak learning rate.")] = 2e-3,
+    batch_size: Annotated[int, typer.Option(help="short-train: images per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="short-train: peak learning rate.")] = 5e-3,
     workers: Annotated[
         int, typer.Option(help="Trials at once; more than 1 starts a local Ray instance.")
     ] = 1,

@@ -61,8 +61,8 @@ class SearchConfig:
     strategy: str = "nsga2"
     estimator: str = "short-train"
     epochs: int = 2
-    batch_size: int = 64
-    lr: float = 2e-3
+    batch_size: int = 32
+    lr: float = 5e-3
     workers: int = 1
     ray_address: str | None = None
     threads: int | None = None

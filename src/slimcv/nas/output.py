@@ -262,6 +262,10 @@ def plot_front(result: SearchResult, path: Path) -> None:
                 s=160,
                 label=f"baseline {base.source}",
             )
+        if x_key.startswith(LATENCY_PREFIX) and base.latency_measured_ms is not None:
+            ax.scatter(
+                [base.latency_measured_ms], [base.metrics[y_key]], marker="x", c="tab:blue", s=40
+            )
     x_label = f"{x_key} (ms, predicted)" if x_key.startswith(LATENCY_PREFIX) else x_key
     y_label = y_key if result.score_is_accuracy or y_key != "accuracy" else "accuracy (proxy)"
     ax.set_xlabel(x_label)

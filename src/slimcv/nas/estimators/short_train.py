@@ -24,8 +24,8 @@ from slimcv.training.loop import TrainConfig, fit
 class ShortTrain(Estimator):
     """Trains every candidate from the same seeded start for ``epochs`` epochs.
 
-    Options (``EstimatorContext.options``): ``epochs`` (default 2), ``batch_size`` (64),
-    ``lr`` (2e-3), ``device`` (``auto``). Training is seeded by the context's seed, so the
+    Options (``EstimatorContext.options``): ``epochs`` (default 2), ``batch_size`` (32),
+    ``lr`` (5e-3), ``device`` (``auto``). Training is seeded by the context's seed, so the
     same candidate scores the same in any worker.
     """
 
@@ -37,8 +37,8 @@ class ShortTrain(Estimator):
         options = context.options
         self.config = TrainConfig(
             epochs=int(options.get("epochs", 2)),
-            batch_size=int(options.get("batch_size", 64)),
-            lr=float(options.get("lr", 2e-3)),
+            batch_size=int(options.get("batch_size", 32)),
+            lr=float(options.get("lr", 5e-3)),
             seed=context.seed,
             device=str(options.get("device", "auto")),
         )
