@@ -33,7 +33,7 @@ def search(
     ] = False,
     strategy: Annotated[str, typer.Option(help="random, evolution or nsga2.")] = "nsga2",
     estimator: Annotated[
-        str, typer.Option(help="short-train, zero-cost (or supernet when installed).")
+        str, typer.Option(help="short-train, zero-cost or supernet.")
     ] = "short-train",
     epochs: Annotated[int, typer.Option(help="short-train: epochs per candidate.")] = 2,
     batch_size: Annotated[int, typer.Option(help="short-train: images per step.")] = 32,

@@ -37,7 +37,7 @@ class SearchConfig:
             :mod:`slimcv.nas.objectives`.
         trials: candidates to evaluate (duplicates and infeasible candidates do not count).
         strategy: ``random``, ``evolution`` or ``nsga2``.
-        estimator: ``short-train``, ``zero-cost`` (or ``supernet`` when installed).
+        estimator: ``short-train``, ``zero-cost`` or ``supernet``.
         epochs: training epochs per candidate for ``short-train`` (and the baseline).
         batch_size: training batch size for ``short-train``.
         lr: peak learning rate for ``short-train``.
