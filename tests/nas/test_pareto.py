@@ -36,3 +36,17 @@ def test_crowding_distance_extremes_infinite_middle_normalised():
     assert math.isinf(distance[0]) and math.isinf(distance[2])
     # Neighbour gaps over the range in each coordinate: 4/4 + 4/4.
     assert distance[1] == pytest.approx(2.0)
+
+
+def test_hypervolume_2d_counts_each_dominated_cell_once() -> None:
+    from slimcv.nas.pareto import hypervolume_2d
+
+    reference = (4.0, 4.0)
+    # A single point dominates the rectangle to the reference.
+    assert hypervolume_2d([(1.0, 2.0)], reference) == 6.0
+    # A staircase: (1,3) adds 3x1, (2,1) adds 2x2 below it; the dominated (3,3) adds nothing.
+    assert hypervolume_2d([(1.0, 3.0), (2.0, 1.0), (3.0, 3.0)], reference) == 7.0
+    # Points outside the reference box count for nothing.
+    assert hypervolume_2d([(5.0, 0.0), (0.0, 5.0)], reference) == 0.0
+    # Adding a point that improves the front increases the volume.
+    assert hypervolume_2d([(1.0, 3.0), (2.0, 1.0), (0.5, 3.5)], reference) > 7.0

@@ -52,6 +52,7 @@ def write_outputs(
     for position, member in enumerate(result.front):
         _save_member(stage / "front" / str(position), result, member, weights, labels)
         member.artifact = str(out / "front" / str(position))
+    write_json(stage / "search.json", result.to_dict())
     write_json(stage / "trials.json", [t.to_dict() for t in result.trials])
     write_json(
         stage / "front.json",

@@ -83,3 +83,25 @@ def crowding_distances(points: Sequence[Point]) -> list[float]:
             gap = points[order[k + 1]][m] - points[order[k - 1]][m]
             distance[order[k]] += gap / (high - low)
     return distance
+
+
+def hypervolume_2d(points: Sequence[Point], reference: Point) -> float:
+    """Area dominated by ``points`` and bounded by ``reference`` (two minimised objectives).
+
+    The usual single number for "how good is a front": it grows when any member moves toward
+    the ideal corner or a new trade-off is found, so two searches are compared by their
+    hypervolumes against one shared reference point. Points not strictly better than the
+    reference in both coordinates add nothing.
+    """
+    inside = sorted(
+        (float(p[0]), float(p[1]))
+        for p in points
+        if len(p) == 2 and p[0] < reference[0] and p[1] < reference[1]
+    )
+    area = 0.0
+    best_y = float(reference[1])
+    for x, y in inside:
+        if y < best_y:
+            area += (reference[0] - x) * (best_y - y)
+            best_y = y
+    return area
