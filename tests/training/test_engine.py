@@ -161,3 +161,22 @@ def test_a_failed_write_leaves_the_old_file(tmp_path: Path):
         atomic_write(path, half)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_depthwise_networks_train_channels_last_and_come_back_contiguous():
+    from slimcv.arch import build_network
+    from slimcv.training.loop import training_memory_format
+
+    cpu = torch.device("cpu")
+    mobile = build_network("stem_c8,ir_k5_s2_e2_c16", num_classes=10)
+    dense = load_model("slimcv.distillation.students:tiny_cnn", num_classes=10).module
+    assert training_memory_format(mobile, cpu) == torch.channels_last
+    assert training_memory_format(dense, cpu) == torch.contiguous_format
+
+    data = load_data("digits", image_size=16, seed=0)
+    before = [p.detach().clone() for p in mobile.parameters()]
+    history = fit(mobile, data, TrainConfig(epochs=1, batch_size=64, lr=5e-3), progress=False)
+    assert math.isfinite(history[-1].train_loss)
+    assert any(not torch.equal(a, b) for a, b in zip(before, mobile.parameters(), strict=True))
+    # Saved weights must be plain contiguous tensors (safetensors refuses anything else).
+    assert all(t.is_contiguous() for t in mobile.state_dict().values())

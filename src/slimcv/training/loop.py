@@ -297,6 +297,8 @@ def _fit(
     val_loader = DataLoader(Subset(data.val, shard), batch_size=max(config.batch_size, 128))
     objective = objective or CrossEntropyObjective(config.label_smoothing)
     module.to(device)
+    layout = training_memory_format(module, device)
+    module.to(memory_format=layout)
     objective.to(device)
     optimizer = _optimizer(module, config, objective)
     steps_per_epoch = len(sampler)
@@ -399,11 +401,25 @@ def _fit(
             best_state = _load_best(checkpoints.directory)
         if best_state is not None:
             module.load_state_dict(best_state)
-    module.to(home)
+    module.to(home, memory_format=torch.contiguous_format)
     objective.to(home)
     module.eval()
     objective.eval()
     return history
+
+
+def training_memory_format(module: nn.Module, device: torch.device) -> torch.memory_format:
+    """``channels_last`` on CPU for networks with grouped or depthwise convolutions.
+
+    PyTorch's CPU backward of depthwise convolutions is slower in the default NCHW layout: on
+    this project's 2-core machine, MobileNetV2-style networks on 32 px digits trained 1.25x
+    (3x3 kernels) to 1.4x (5x5 and 7x7) faster per epoch in channels_last, and on a loaded
+    machine one 5x5 depthwise batch took 48 s in NCHW against 0.08 s. Dense networks (ResNets)
+    keep the default layout, where oneDNN is already fast. The module is returned to
+    the contiguous layout when training ends, so saved weights are plain contiguous tensors.
+    """
+    grouped = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in module.modules())
+    return torch.channels_last if device.type == "cpu" and grouped else torch.contiguous_format
 
 
 def _should_stop(history: list[EpochMetrics], config: TrainConfig) -> bool:
