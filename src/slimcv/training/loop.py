@@ -412,8 +412,9 @@ def training_memory_format(module: nn.Module, device: torch.device) -> torch.mem
     """``channels_last`` on CPU for networks with grouped or depthwise convolutions.
 
     PyTorch's CPU backward of depthwise convolutions is slower in the default NCHW layout: on
-    this project's 2-core machine, MobileNetV2-style networks on 32 px digits trained 1.25x
-    (3x3 kernels) to 1.4x (5x5 and 7x7) faster per epoch in channels_last, and on a loaded
+    this project's 2-core machine, MobileNetV2-style networks on 32 px digits trained 1.2x
+    (3x3 kernels) to 1.5x (5x5 and 7x7) faster per epoch in channels_last
+    (``benchmarks/train_layout.py``), and on a loaded
     machine one 5x5 depthwise batch took 48 s in NCHW against 0.08 s. Dense networks (ResNets)
     keep the default layout, where oneDNN is already fast. The module is returned to
     the contiguous layout when training ends, so saved weights are plain contiguous tensors.
