@@ -54,3 +54,7 @@ class SpecError(SlimcvError):
 
 class SearchError(SlimcvError):
     """A search cannot run as asked (unknown space or objective, impossible budget)."""
+
+
+class RecipeError(SlimcvError):
+    """A recipe file is malformed; the message names the file, the line and the key."""
