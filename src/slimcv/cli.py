@@ -708,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Larger command groups live in their own modules and register on ``app`` when imported.
-from slimcv import cli_arch, cli_search  # noqa: E402,F401
+from slimcv import cli_arch, cli_optimize, cli_search  # noqa: E402,F401
 
 
 def run() -> None:
@@ -717,4 +717,8 @@ def run() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    run()
+    # ``python -m slimcv.cli``: run the imported module's app, on which the command groups in
+    # cli_arch, cli_search and cli_optimize registered (this ``__main__`` copy has none).
+    from slimcv.cli import run as _run
+
+    _run()
