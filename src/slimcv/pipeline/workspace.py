@@ -240,7 +240,11 @@ def _run_stage(
         tmp.mkdir()
         (tmp / "bench.json").write_text(json.dumps(data, indent=2))
         tmp.rename(out)
-        return {"records": len(data.get("records", []))}
+        return {
+            f"{r['backend']}_b{r['batch']}_median_ms": r["median_ms"]
+            for r in data.get("records", [])
+            if r.get("status") == "ok"
+        }
     raise RecipeError(
         f"stage {stage.index + 1} ({stage.name}) cannot run on its own yet: it needs a student "
         "model; use 'prune: {distill: true}' or 'quantize: {method: qat, distill: true}'"
