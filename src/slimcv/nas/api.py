@@ -12,6 +12,7 @@ runtime (``measure``), so the report gives predicted and measured latency side b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -432,17 +433,9 @@ def _check_out(out_dir: str | Path | None, force: bool) -> Path | None:
     return out
 
 
-class _NullStage:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _maybe_staging(out: Path | None, staging_dir: Any) -> Any:
     """Outputs are written to a temporary sibling renamed into place at the end."""
-    return staging_dir(out) if out is not None else _NullStage()
+    return staging_dir(out) if out is not None else contextlib.nullcontext()
 
 
 def _latency_table(config: SearchConfig, objective: Objective | None, given: Any) -> Any:

@@ -15,27 +15,19 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from slimcv.nas.api import FrontMember, SearchResult
+from slimcv.training.checkpoint import atomic_write
 
 LATENCY_PREFIX = "latency:"
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Writes ``data`` as JSON atomically (temp file + rename)."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file, indent=2, default=str)
-            file.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """Writes ``data`` as JSON atomically (the training checkpoints' temp file + rename)."""
+    text = json.dumps(data, indent=2, default=str) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def write_outputs(

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from slimcv.errors import ArtifactError, RecipeError
 from slimcv.pipeline.recipe import Recipe, Stage, load_recipe
 from slimcv.sources.artifact import MANIFEST, read_manifest, sha256_file, verify_files
 from slimcv.sources.artifact import _versions as artifact_versions
+from slimcv.training.checkpoint import atomic_write
 
 WORKSPACE = "workspace.json"
 FORMAT = "slimcv-workspace"
@@ -290,9 +289,4 @@ def _write_workspace(out: Path, manifest: dict[str, Any]) -> None:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: fh.write(text.encode()))

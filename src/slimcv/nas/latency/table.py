@@ -20,9 +20,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from slimcv.errors import SearchError, SlimcvError
 from slimcv.nas.latency.timers import TIMERS, ModuleTimer, RuntimeTimer, TimingPlan
 from slimcv.nas.latency.units import Shape, Unit, decompose
 from slimcv.nas.space import Candidate, Genotype, SearchSpace
+from slimcv.training.checkpoint import atomic_write
 
 FORMAT = 1
 _PRECISION_ALIASES = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -292,15 +291,8 @@ class LatencyTable:
             "correction": asdict(self.correction),
             "entries": dict(sorted(self.entries.items())),
         }
-        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as file:
-                json.dump(data, file, indent=1)
-                file.write("\n")
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(data, indent=1) + "\n"
+        atomic_write(path, lambda fh: fh.write(text.encode()))
         return path
 
     @classmethod
