@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from slimcv.nas.api import SearchConfig, SearchResult
     from slimcv.nas.space import SearchSpace
     from slimcv.pruning import PruneConfig, PruneResult
+    from slimcv.pruning.sensitivity import SensitivityResult
     from slimcv.quant import QuantizeConfig, QuantizeResult
     from slimcv.training import TrainConfig, TrainResult
 
@@ -144,8 +145,13 @@ def prune(
     out_dir: str | Path | None = None,
     image_size: int | None = None,
     progress: bool = False,
+    sensitivity: SensitivityResult | None = None,
 ) -> PruneResult:
-    """Structured or unstructured pruning, to a ratio or a target, optionally fine-tuned."""
+    """Structured or unstructured pruning, to a ratio or a target, optionally fine-tuned.
+
+    ``sensitivity``: curves measured earlier on this model, reused by ``allocation:
+    sensitivity`` instead of measuring them again.
+    """
     from slimcv.pruning import prune as _prune
 
     return _prune(
@@ -154,6 +160,7 @@ def prune(
         data=data,
         out_dir=out_dir,
         progress=progress,
+        sensitivity=sensitivity,
     )
 
 

@@ -3,9 +3,9 @@
 One trial = build the candidate, count its params/MACs/size, and score it with the estimator.
 ``workers=1`` without a Ray address runs trials here, one after another (no Ray at all);
 otherwise every trial is a ``ray.remote`` task and the batch is collected with ``ray.wait`` as
-tasks finish, so progress moves trial by trial. There is no scheduler of our own: Ray places
-the tasks, one CPU each, and every task limits torch to ``threads`` intra-op threads so that
-``workers`` tasks share the machine instead of fighting over it.
+tasks finish, so progress moves trial by trial (see :class:`slimcv.parallel.TaskPool`). Every
+task limits torch to ``threads`` intra-op threads so that ``workers`` tasks share the machine
+instead of fighting over it.
 
 The estimator is shipped once per batch-runner with ``ray.put`` and must pickle; estimators
 drop their data caches when pickled and reload data in each worker process.
@@ -13,17 +13,16 @@ drop their data caches when pickled and reload data in each worker process.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from slimcv.nas.estimators.base import Estimate, Estimator
 from slimcv.nas.space import Candidate
+from slimcv.parallel import TaskPool
 
 
 @dataclass
@@ -76,6 +75,11 @@ def run_trial(
     return TrialOutcome(estimate, params, macs, size, time.perf_counter() - start, worker)
 
 
+def _trial(shared: tuple[Estimator, int, int], candidate: Candidate) -> TrialOutcome:
+    estimator, num_classes, threads = shared
+    return run_trial(estimator, candidate, num_classes, threads)
+
+
 class TrialRunner:
     """Runs batches of trials; use as a context manager (it starts and stops Ray).
 
@@ -102,37 +106,17 @@ class TrialRunner:
         self.workers = workers
         self.address = address
         self.threads = threads
-        self.uses_ray = address is not None or workers > 1
-        self._started_ray = False
-        self._remote: Any = None
-        self._estimator_ref: Any = None
+        self._pool: TaskPool[Candidate, TrialOutcome] = TaskPool(
+            _trial, (estimator, num_classes, threads), workers=workers, address=address
+        )
+        self.uses_ray = self._pool.uses_ray
 
     def __enter__(self) -> TrialRunner:
-        if self.uses_ray:
-            self._start_ray()
+        self._pool.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._started_ray:
-            import ray
-
-            ray.shutdown()
-            self._started_ray = False
-
-    def _start_ray(self) -> None:
-        import ray
-
-        # No usage report leaves the machine (the search must run offline and quietly).
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if not ray.is_initialized():
-            common = {"logging_level": logging.ERROR, "log_to_driver": False}
-            if self.address is not None:
-                ray.init(address=self.address, **common)
-            else:
-                ray.init(num_cpus=self.workers, include_dashboard=False, **common)
-            self._started_ray = True
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_trial)
-        self._estimator_ref = ray.put(self.estimator)
+        self._pool.__exit__(*exc)
 
     def run(
         self,
@@ -143,28 +127,4 @@ class TrialRunner:
 
         ``on_done(index, outcome)`` is called as each trial finishes (in finishing order).
         """
-        if not self.uses_ray:
-            outcomes = []
-            for index, candidate in enumerate(candidates):
-                outcome = run_trial(self.estimator, candidate, self.num_classes, self.threads)
-                outcomes.append(outcome)
-                if on_done is not None:
-                    on_done(index, outcome)
-            return outcomes
-        import ray
-
-        refs = [
-            self._remote.remote(self._estimator_ref, c, self.num_classes, self.threads)
-            for c in candidates
-        ]
-        position = {ref: i for i, ref in enumerate(refs)}
-        results: list[TrialOutcome | None] = [None] * len(refs)
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                outcome = ray.get(ref)
-                results[position[ref]] = outcome
-                if on_done is not None:
-                    on_done(position[ref], outcome)
-        return [r for r in results if r is not None]
+        return self._pool.run(candidates, on_done)

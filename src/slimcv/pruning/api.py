@@ -20,6 +20,7 @@ from torch import nn
 from slimcv.analysis import profile_model
 from slimcv.data import DataBundle, load_data
 from slimcv.errors import SlimcvError
+from slimcv.pruning.sensitivity import SensitivityResult
 from slimcv.sources.artifact import check_output_dir, save_artifact
 from slimcv.sources.model import LoadedModel
 from slimcv.training.objective import Objective
@@ -155,8 +156,13 @@ def prune(
     data: str | DataBundle | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    sensitivity: SensitivityResult | None = None,
 ) -> PruneResult:
     """Prunes ``model`` (in place) and, with ``out_dir``, saves it as an artifact.
+
+    ``sensitivity`` gives curves measured earlier on this same model (``allocation:
+    sensitivity`` then skips measuring them again): auto mode measures them once and prunes
+    to several targets from them.
 
     Raises:
         SlimcvError: a bad config, a target the model cannot reach, a missing data source for
@@ -195,7 +201,7 @@ def prune(
     if bundle is not None:
         result.top1_before = _top1(module, bundle)
     if config.mode == "structured":
-        _structured(model, config, bundle, result, progress, teacher)
+        _structured(model, config, bundle, result, progress, teacher, sensitivity)
     else:
         _unstructured(model, config, bundle, result, progress, teacher)
     after = profile_model(module, shape)
@@ -237,6 +243,7 @@ def _structured(
     result: PruneResult,
     progress: bool,
     teacher: Objective | None = None,
+    sensitivity: SensitivityResult | None = None,
 ) -> None:
     from slimcv.pruning.schedules import parse_schedule
     from slimcv.pruning.structured import StructuredConfig, prune_structured_
@@ -277,7 +284,7 @@ def _structured(
         )
         result.search, ratio = search.to_dict(), search.ratio
     elif config.target_macs is not None and config.allocation == "sensitivity":
-        layer_ratios = _sensitivity_allocation(model, config, bundle, progress)
+        layer_ratios = _sensitivity_allocation(model, config, bundle, progress, sensitivity)
         ratio = MIN_LAYER_RATIO  # placeholder: every prunable layer has a ratio of its own
         result.layer_ratios = layer_ratios
     elif config.target_macs is not None:
@@ -324,7 +331,11 @@ def _structured(
 
 
 def _sensitivity_allocation(
-    model: LoadedModel, config: PruneConfig, bundle: DataBundle | None, progress: bool
+    model: LoadedModel,
+    config: PruneConfig,
+    bundle: DataBundle | None,
+    progress: bool,
+    curves: SensitivityResult | None = None,
 ) -> dict[str, float]:
     """Per-layer ratios from sensitivity curves, scaled together to meet the MACs target.
 
@@ -337,15 +348,16 @@ def _sensitivity_allocation(
     assert bundle is not None and config.target_macs is not None
     module = model.require_module("pruning")
     shape = model.input_shape(1)
-    subset = _val_subset(bundle, config.sensitivity_samples, config.seed)
-    curves = layer_sensitivity(
-        module,
-        shape,
-        lambda m: _top1(m, subset),
-        criterion=config.criterion,
-        samples=len(subset.val),
-        progress=progress,
-    )
+    if curves is None:
+        subset = _val_subset(bundle, config.sensitivity_samples, config.seed)
+        curves = layer_sensitivity(
+            module,
+            shape,
+            lambda m: _top1(m, subset),
+            criterion=config.criterion,
+            samples=len(subset.val),
+            progress=progress,
+        )
     allocated = allocate_ratios(curves, config.target_macs)
     if not allocated:
         raise SlimcvError("sensitivity analysis found no prunable layer")
