@@ -76,6 +76,140 @@ class WorkspaceResult:
         }
 
 
+class Workspace:
+    """One output directory of staged work: a manifest, and one directory per stage.
+
+    :func:`run_recipe` and auto mode (:mod:`slimcv.pipeline.auto`) both run their stages
+    through :meth:`stage`, which reuses a stage from an earlier run (``resume=True``) when its
+    recorded output still verifies by hash and every stage before it was reused too; otherwise
+    it deletes whatever the stage directory holds, runs the stage, hashes its output and
+    rewrites the manifest atomically.
+
+    Use :meth:`open` to create one.
+    """
+
+    def __init__(self, out: Path, manifest: dict[str, Any], previous: dict[str, Any] | None):
+        self.out = out
+        self.manifest = manifest
+        self.records: list[StageRecord] = manifest["stages"]
+        self._previous = {s["directory"]: s for s in (previous or {}).get("stages", [])}
+        self._reusable = previous is not None
+        self._next = 0
+
+    def plan(self, names: list[str]) -> None:
+        """Lists the stages to come as ``pending`` in the manifest, before any runs."""
+        for name in names:
+            index = len(self.records)
+            self.records.append(
+                StageRecord(index=index, name=name, directory=f"{index + 1:02d}-{name}")
+            )
+        self.save()
+
+    @classmethod
+    def open(
+        cls,
+        out_dir: str | Path,
+        *,
+        kind: str,
+        identity: str,
+        header: dict[str, Any],
+        inputs: list[str],
+        resume: bool = False,
+        force: bool = False,
+    ) -> Workspace:
+        """Prepares ``out_dir`` for a run.
+
+        Args:
+            kind: what made the workspace (``recipe``, ``auto``), checked on resume.
+            identity: a hash of everything that defines the run (the recipe text, the auto
+                config); ``resume`` refuses a workspace made with another.
+            header: manifest fields written as given (model, data, ...).
+            inputs: paths the run reads, which ``out_dir`` must not be or contain.
+
+        Raises:
+            ArtifactError: ``out_dir`` holds another run and neither ``resume`` nor ``force``
+                was given, or it holds something that is not a workspace; ``resume`` of a
+                workspace made by another run; ``out_dir`` would overwrite an input.
+        """
+        out = Path(out_dir).resolve()
+        for path in inputs:
+            source = Path(path).resolve()
+            if source == out or out in source.parents:
+                raise ArtifactError(f"--out {out} would overwrite the input {path}")
+        holds_run = (out / WORKSPACE).is_file()
+        previous = None
+        if resume:
+            if not holds_run:
+                raise ArtifactError(f"--resume: {out} holds no workspace to resume")
+            previous = _read_workspace(out)
+            if previous.get("kind", "recipe") != kind or previous.get("identity") != identity:
+                raise ArtifactError(
+                    f"--resume: {out} was made by another {previous.get('kind', 'run')}; use "
+                    "--force to start over"
+                )
+        elif out.exists() and any(out.iterdir()):
+            if not force:
+                what = "another run" if holds_run else "files that are not a slimcv workspace"
+                raise ArtifactError(
+                    f"--out {out} already holds {what}; pass --resume to continue it or --force "
+                    "to replace it"
+                )
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = {
+            "format": FORMAT,
+            "kind": kind,
+            "identity": identity,
+            **header,
+            "versions": artifact_versions(),
+            "stages": [],
+        }
+        return cls(out, manifest, previous)
+
+    def stage(
+        self,
+        name: str,
+        run: Callable[[Path], dict[str, Any]],
+        on_stage: Callable[[StageRecord], None] | None = None,
+    ) -> StageRecord:
+        """Runs (or reuses) the next stage; ``run(directory)`` writes there, returns metrics."""
+        index = self._next
+        self._next += 1
+        if index < len(self.records) and self.records[index].name == name:
+            record = self.records[index]  # planned
+        else:
+            del self.records[index:]  # the plan changed from here on
+            record = StageRecord(index=index, name=name, directory=f"{index + 1:02d}-{name}")
+            self.records.append(record)
+        directory = self.out / record.directory
+        old = self._previous.get(record.directory)
+        if self._reusable and old and _verified(directory, old):
+            record.status, record.output_sha256 = "done", old["output_sha256"]
+            record.metrics, record.seconds, record.skipped = old["metrics"], old["seconds"], True
+        else:
+            self._reusable = False
+            shutil.rmtree(directory, ignore_errors=True)
+            self.save()
+            tick = time.perf_counter()
+            record.metrics = run(directory)
+            record.seconds = time.perf_counter() - tick
+            record.output_sha256 = _output_hash(directory)
+            record.status = "done"
+        self.save()
+        if on_stage is not None:
+            on_stage(record)
+        return record
+
+    def save(self) -> None:
+        """Rewrites the manifest atomically."""
+        _write_workspace(self.out, self.manifest)
+
+    def write_text(self, name: str, text: str) -> Path:
+        """Writes a file at the workspace's top level atomically."""
+        _atomic_text(self.out / name, text)
+        return self.out / name
+
+
 def run_recipe(
     recipe: Recipe | str | Path,
     out_dir: str | Path,
@@ -106,81 +240,43 @@ def run_recipe(
     assert recipe.model is not None  # the recipe checks guarantee it
     recipe_text = recipe.path.read_text() if recipe.path else ""
     recipe_hash = hashlib.sha256(recipe_text.encode()).hexdigest()
-    out = _prepare(Path(out_dir), recipe, recipe_hash, resume=resume, force=force)
-    previous = _read_workspace(out) if resume else None
-    records = [
-        StageRecord(index=s.index, name=s.name, directory=f"{s.index + 1:02d}-{s.name}")
-        for s in recipe.stages
-    ]
-    manifest = {
-        "format": FORMAT,
-        "recipe": str(recipe.path) if recipe.path else None,
-        "recipe_sha256": recipe_hash,
-        "model": recipe.model,
-        "data": recipe.data,
-        "num_classes": recipe.num_classes,
-        "image_size": recipe.image_size,
-        "versions": artifact_versions(),
-        "stages": records,
-    }
+    workspace = Workspace.open(
+        out_dir,
+        kind="recipe",
+        identity=recipe_hash,
+        header={
+            "recipe": str(recipe.path) if recipe.path else None,
+            "recipe_sha256": recipe_hash,
+            "model": recipe.model,
+            "data": recipe.data,
+            "num_classes": recipe.num_classes,
+            "image_size": recipe.image_size,
+        },
+        inputs=[recipe.model],
+        resume=resume,
+        force=force,
+    )
     if recipe.path:
-        _atomic_text(out / "recipe.yaml", recipe_text)
+        workspace.write_text("recipe.yaml", recipe_text)
+    workspace.plan([stage.name for stage in recipe.stages])
     started = time.perf_counter()
     current: Any = None  # the model flowing between stages (source, artifact dir or module)
-    reusable = True
-    for stage, record in zip(recipe.stages, records, strict=True):
-        old = previous["stages"][stage.index] if previous else None
-        if reusable and old and _verified(out / record.directory, old):
-            record.status, record.output_sha256 = "done", old["output_sha256"]
-            record.metrics, record.seconds, record.skipped = old["metrics"], old["seconds"], True
-        else:
-            reusable = False
-            shutil.rmtree(out / record.directory, ignore_errors=True)
-            _write_workspace(out, manifest)
-            tick = time.perf_counter()
-            record.metrics = _run_stage(stage, recipe, current, out / record.directory, progress)
-            record.seconds = time.perf_counter() - tick
-            record.output_sha256 = _output_hash(out / record.directory)
-            record.status = "done"
-        _write_workspace(out, manifest)
-        if on_stage is not None:
-            on_stage(record)
+    for stage in recipe.stages:
+
+        def run(directory: Path, stage: Stage = stage, current: Any = current) -> dict[str, Any]:
+            return _run_stage(stage, recipe, current, directory, progress)
+
+        record = workspace.stage(stage.name, run, on_stage)
         if stage.name != "bench":
-            current = str(out / record.directory)
+            current = str(workspace.out / record.directory)
     return WorkspaceResult(
-        out_dir=str(out),
+        out_dir=str(workspace.out),
         recipe=str(recipe.path) if recipe.path else None,
         model=recipe.model,
         data=recipe.data,
-        stages=records,
+        stages=workspace.records,
         seconds=time.perf_counter() - started,
     )
-
-
-def _prepare(out: Path, recipe: Recipe, recipe_hash: str, *, resume: bool, force: bool) -> Path:
-    out = out.resolve()
-    model_path = Path(recipe.model or "").resolve()
-    if model_path == out or out in model_path.parents:
-        raise ArtifactError(f"--out {out} would overwrite the input {recipe.model}")
-    holds_run = (out / WORKSPACE).is_file()
-    if resume:
-        if not holds_run:
-            raise ArtifactError(f"--resume: {out} holds no workspace to resume")
-        if _read_workspace(out).get("recipe_sha256") != recipe_hash:
-            raise ArtifactError(
-                f"--resume: {out} was made by another recipe; use --force to start over"
-            )
-        return out
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            what = "another run" if holds_run else "files that are not a slimcv workspace"
-            raise ArtifactError(
-                f"--out {out} already holds {what}; pass --resume to continue it or --force "
-                "to replace it"
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _run_stage(
@@ -254,19 +350,27 @@ def _pick(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: data[k] for k in keys if k in data}
 
 
+#: A stage directory's file whose hash stands for the whole output, in order of preference: an
+#: artifact manifest (it holds the sha256 of every file), or a result file (which, for stages
+#: holding several artifacts, records each one's manifest hash).
+HASHED_FILES = (MANIFEST, "result.json", "bench.json")
+
+
 def _output_hash(directory: Path) -> str:
-    """The hash that proves a stage's output unchanged: its artifact manifest (which holds the
-    sha256 of every file) or its result file."""
-    manifest = directory / MANIFEST
-    return sha256_file(manifest if manifest.is_file() else directory / "bench.json")
+    """The hash that proves a stage's output unchanged."""
+    for name in HASHED_FILES:
+        if (directory / name).is_file():
+            return sha256_file(directory / name)
+    raise ArtifactError(f"stage output {directory} holds none of {', '.join(HASHED_FILES)}")
 
 
 def _verified(directory: Path, record: dict[str, Any]) -> bool:
     if record.get("status") != "done" or not directory.is_dir():
         return False
     try:
-        if (directory / MANIFEST).is_file():
-            verify_files(directory, read_manifest(directory))
+        for manifest in [directory / MANIFEST, *directory.glob(f"*/{MANIFEST}")]:
+            if manifest.is_file():
+                verify_files(manifest.parent, read_manifest(manifest.parent))
         return _output_hash(directory) == record.get("output_sha256")
     except (ArtifactError, OSError):
         return False
