@@ -62,3 +62,48 @@ def eval_in_fresh_process(model_dir: str | Path, data: str = "digits") -> dict:
         check=True,
     )
     return json.loads(done.stdout)
+
+
+#: A small auto-mode run: tiny_cnn trained 2 epochs on digits at 16 px, two pruning levels,
+#: short timings. Shared by the pipeline and report tests (about half a minute once per run).
+AUTO_ARGS = {
+    "model": "slimcv.distillation.students:tiny_cnn",
+    "data": "digits",
+    "num_classes": 10,
+    "image_size": 16,
+}
+
+
+def auto_test_config(**overrides):
+    from slimcv.pipeline.auto import AutoConfig
+
+    options = dict(
+        max_drop=1.0,
+        keep_macs=(1.0, 0.8),
+        finetune_epochs=1,
+        train_epochs=2,
+        timing_rounds=1,
+        min_time_s=0.05,
+        bench_time_s=0.1,
+        sensitivity_samples=64,
+    )
+    options.update(overrides)
+    return AutoConfig(**options)
+
+
+@pytest.fixture(scope="session")
+def auto_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished auto-mode workspace (``report.html`` written)."""
+    from slimcv.pipeline.auto import optimize_auto
+
+    out = tmp_path_factory.mktemp("auto") / "ws"
+    optimize_auto(
+        AUTO_ARGS["model"],
+        AUTO_ARGS["data"],
+        out,
+        auto_test_config(),
+        num_classes=AUTO_ARGS["num_classes"],
+        image_size=AUTO_ARGS["image_size"],
+        command="slimcv optimize --model slimcv.distillation.students:tiny_cnn ...",
+    )
+    return out
