@@ -79,6 +79,19 @@ def optimize(
     Pareto front and report.html in --out. With --recipe: the recipe's stages. Both resume
     after a crash with --resume."""
     if recipe is not None:
+        auto_only = {
+            "--data": data is not None,
+            "--latency-budget-ms": latency_budget_ms is not None,
+            "--train-epochs": train_epochs != 0,
+            "--workers": workers != 1,
+            "--ray-address": ray_address is not None,
+            "--no-int8": no_int8,
+        }
+        given = [name for name, set_ in auto_only.items() if set_]
+        if given:
+            raise SlimcvError(
+                f"{', '.join(given)}: auto-mode options; a recipe sets its stages' options itself"
+            )
         _run_recipe(recipe, out, model, resume, force, as_json)
         return
     if model is None or data is None:

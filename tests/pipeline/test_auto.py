@@ -208,3 +208,91 @@ def test_cli_refuses_an_out_dir_holding_another_run(auto_workspace) -> None:
     )
     assert done.returncode == 2
     assert "already holds another run" in done.stderr and "--resume" in done.stderr
+
+
+def test_a_recipe_with_auto_mode_options_is_refused(tmp_path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: x\ndata: digits\nstages:\n  - train: {epochs: 1}\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slimcv.cli",
+            "optimize",
+            "--recipe",
+            str(recipe),
+            "--data",
+            "digits",
+            "--out",
+            str(tmp_path / "ws"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "--data: auto-mode options" in done.stderr
+
+
+def test_kill_9_while_candidates_are_prepared_then_resume_reuses_finished_work(
+    tmp_path,
+) -> None:
+    """The run is killed after the first pruning level finished; --resume keeps the
+    baseline, the sensitivity curves and that level, and the candidates' top-1s equal an
+    uninterrupted run's."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "ws"
+    command = [
+        sys.executable,
+        "-m",
+        "slimcv.cli",
+        "optimize",
+        "--model",
+        AUTO_ARGS["model"],
+        "--data",
+        "digits",
+        "--num-classes",
+        "10",
+        "--image-size",
+        "16",
+        "--train-epochs",
+        "2",
+        "--keep-macs",
+        "1,0.9,0.8",
+        "--finetune-epochs",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # bit-identical reruns
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    level = out / ".staging" / "keep1.00" / "level.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None and not level.is_file():
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read()[-2000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = level.read_bytes()
+    stages = {s["name"]: s for s in _manifest(out)["stages"]}
+    assert stages["sensitivity"]["status"] == "done" and stages["candidates"]["status"] != "done"
+
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env)
+    assert done.returncode in (0, 2), done.stderr
+    resumed = json.loads(done.stdout)
+    reused = {s["name"]: s["skipped"] for s in resumed["stages"]}
+    assert reused["train"] and reused["baseline"] and reused["sensitivity"]
+    assert not reused["candidates"]
+    assert (out / "04-candidates" / "keep1.00" / "level.json").read_bytes() == before
+
+    reference = tmp_path / "reference"
+    command[command.index("--out") + 1] = str(reference)
+    assert subprocess.run(command, capture_output=True, env=env).returncode in (0, 2)
+
+    def top1s(ws: Path) -> dict[str, float]:
+        data = json.loads((ws / "04-candidates" / "result.json").read_text())
+        return {v["name"]: v["top1"] for lvl in data["levels"] for v in lvl["variants"]}
+
+    assert top1s(out) == top1s(reference) and len(top1s(out)) >= 4

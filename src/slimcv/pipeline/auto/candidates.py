@@ -92,6 +92,7 @@ def prepare_level(job: LevelJob, keep: float) -> dict[str, Any]:
     previous = torch.get_num_threads()
     torch.set_num_threads(job.threads)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=job.staging))
+    work.chmod(0o755)  # mkdtemp makes it private; it becomes an ordinary output directory
     try:
         variants = _prepare(job, keep, work)
         result = {
