@@ -129,19 +129,22 @@ def optimize_auto(
     )
     out = workspace.out
     started = time.perf_counter()
+    loaded = None
+    if not config.train_epochs:
+        loaded = slimcv.load_model(model, num_classes=num_classes, image_size=image_size)
+    # Workers get the baseline as a path: a model that is not an artifact yet is saved once.
+    first = "train" if config.train_epochs else ("model" if "artifact" not in loaded.meta else None)
     planned = ["baseline", "sensitivity", "candidates", "latency", "select", "bench"]
-    if config.train_epochs:
-        planned.insert(0, "train")
-    workspace.plan(planned)
+    workspace.plan([first, *planned] if first else planned)
     baseline_dir = model
-    if config.train_epochs:
+    if first == "train":
         from slimcv.training import TrainConfig, seed_everything
 
         def train(directory: Path) -> dict[str, Any]:
             seed_everything(config.seed)
-            loaded = slimcv.load_model(model, num_classes=num_classes, image_size=image_size)
+            fresh = slimcv.load_model(model, num_classes=num_classes, image_size=image_size)
             result = slimcv.train(
-                loaded,
+                fresh,
                 data,
                 directory,
                 TrainConfig(epochs=config.train_epochs, seed=config.seed),
@@ -150,17 +153,15 @@ def optimize_auto(
             return {"val_top1": result.final_val_top1}
 
         baseline_dir = str(out / workspace.stage("train", train, on_stage).directory)
-    else:
-        loaded = slimcv.load_model(model, num_classes=num_classes, image_size=image_size)
-        if "artifact" not in loaded.meta:
-            # Auto mode hands the baseline to workers as a path: save it as an artifact once.
-            def save(directory: Path) -> dict[str, Any]:
-                from slimcv.sources.artifact import save_artifact
+    elif first == "model":
 
-                save_artifact(directory, loaded, command="optimize-baseline")
-                return {}
+        def save(directory: Path) -> dict[str, Any]:
+            from slimcv.sources.artifact import save_artifact
 
-            baseline_dir = str(out / workspace.stage("train", save, on_stage).directory)
+            save_artifact(directory, loaded, command="optimize-baseline")
+            return {}
+
+        baseline_dir = str(out / workspace.stage("model", save, on_stage).directory)
 
     base = workspace.stage(
         "baseline", lambda d: _baseline(baseline_dir, data, config, d), on_stage
