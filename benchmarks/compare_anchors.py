@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -54,7 +53,7 @@ from slimcv.exporters.onnx import export_onnx  # noqa: E402
 from slimcv.measure import BenchConfig, bench  # noqa: E402
 from slimcv.measure.machine import machine_info  # noqa: E402
 from slimcv.pipeline.auto import AutoConfig, optimize_auto  # noqa: E402
-from slimcv.pipeline.auto.candidates import LEVEL_FLOAT_ONNX, level_dir_name  # noqa: E402
+from slimcv.pipeline.auto.candidates import LEVEL_FLOAT_ONNX  # noqa: E402
 from slimcv.runtimes import RuntimeOptions  # noqa: E402
 from slimcv.runtimes.runner import logits_fn  # noqa: E402
 from slimcv.training import TrainConfig, fit, seed_everything  # noqa: E402
@@ -181,7 +180,7 @@ def main() -> None:
         path = (
             candidates_dir / variant.artifact / "model.onnx"
             if variant.kind == "int8"
-            else candidates_dir / level_dir_name(variant.keep_macs) / LEVEL_FLOAT_ONNX
+            else candidates_dir / variant.level / LEVEL_FLOAT_ONNX
         )
         chosen = selection.chosen is not None and variant.name == selection.chosen.name
         rows.append(

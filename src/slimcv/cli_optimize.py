@@ -44,6 +44,13 @@ def optimize(
         str,
         typer.Option("--keep-macs", help="Auto mode: MACs fractions to prune to, comma-separated."),
     ] = "1.0,0.5,0.25,0.12,0.08,0.05",
+    allocations: Annotated[
+        str,
+        typer.Option(
+            "--allocations",
+            help="Auto mode: per-layer ratio allocations to try (sensitivity,uniform).",
+        ),
+    ] = "sensitivity,uniform",
     finetune_epochs: Annotated[
         int, typer.Option("--finetune-epochs", help="Auto mode: fine-tune epochs after pruning.")
     ] = 10,
@@ -86,6 +93,7 @@ def optimize(
             "--workers": workers != 1,
             "--ray-address": ray_address is not None,
             "--no-int8": no_int8,
+            "--allocations": allocations != "sensitivity,uniform",
         }
         given = [name for name, set_ in auto_only.items() if set_]
         if given:
@@ -110,6 +118,7 @@ def optimize(
         latency_budget_ms=latency_budget_ms,
         batch=batch,
         keep_macs=keeps,
+        allocations=tuple(a.strip() for a in allocations.split(",") if a.strip()),
         finetune_epochs=finetune_epochs,
         train_epochs=train_epochs,
         int8=not no_int8,

@@ -31,7 +31,13 @@ def test_every_stage_runs_and_the_choice_is_the_fastest_within_the_bound(auto_wo
     assert floor == pytest.approx(selection["baseline"]["top1"] - 1.0)
     variants = selection["variants"]
     # Two levels x (f32, int8) on ONNX Runtime, plus a mixed-precision variant at most per level.
-    assert {v["name"] for v in variants} >= {"keep1.00-f32", "keep1.00-int8", "keep0.80-f32"}
+    assert {v["name"] for v in variants} >= {
+        "keep1.00-f32",
+        "keep1.00-int8",
+        "keep0.80-f32",
+        "keep0.80-uniform-f32",
+    }
+    assert {v["allocation"] for v in variants} == {"none", "sensitivity", "uniform"}
     chosen = selection["chosen"]
     assert chosen is not None and chosen["top1"] >= floor
     feasible = [v for v in variants if v["top1"] >= floor]
@@ -151,6 +157,10 @@ def test_bad_input_fails_before_any_work(tmp_path) -> None:
         AutoConfig(max_drop=-1)
     with pytest.raises(SlimcvError, match="keep_macs"):
         AutoConfig(keep_macs=(1.0, 1.5))
+    with pytest.raises(UnknownNameError, match="unknown allocation 'global'"):
+        AutoConfig(allocations=("sensitivity", "global"))
+    levels = AutoConfig(keep_macs=(1.0, 0.5)).levels()
+    assert levels == [(1.0, "sensitivity"), (0.5, "sensitivity"), (0.5, "uniform")]
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

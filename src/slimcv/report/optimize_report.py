@@ -210,6 +210,11 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {v['name']}{mark} | {human_count(v['macs'])} | {v['top1']:.2f} | "
             f"{v['latency_ms']:.4f} | {v['p90_ms']:.4f} | {human_bytes(v['size_bytes'])} |"
         )
+    lines += [""] + [
+        f"Level {lvl['level']} failed: {lvl['error']}."
+        for lvl in data["candidates"].get("levels", [])
+        if lvl.get("error")
+    ]
     lines += ["", f"Latency: {data['latency']['method']}.", "", "## Reproduce", ""]
     lines += [f"    {c}" for c in reproduce_commands(data)]
     return "\n".join(lines) + "\n"
@@ -424,6 +429,7 @@ def render_html(data: dict[str, Any]) -> str:
         [
             v["name"],
             f"{v['keep_macs']:.2f}",
+            v.get("allocation") or "-",
             human_count(v["macs"]),
             f"{v['top1']:.2f}",
             f"{v['latency_ms']:.4f}",
@@ -525,6 +531,11 @@ def render_html(data: dict[str, Any]) -> str:
             f"({html.escape(data['candidates'].get('skipped_reason') or '')})."
             if skipped
             else ""
+        )
+        + "".join(
+            f" Level {html.escape(lvl['level'])} failed: {html.escape(lvl['error'])}."
+            for lvl in data["candidates"].get("levels", [])
+            if lvl.get("error")
         )
         + "</p>",
         "<h2>Per-block MACs and latency</h2>",

@@ -37,6 +37,8 @@ class Variant:
     Attributes:
         name: ``keep0.25-int8`` style: pruning level and variant.
         keep_macs: the fraction of the baseline's MACs the level was pruned to.
+        level: the level's directory in the candidates stage (``keep0.25``,
+            ``keep0.25-uniform``).
         kind: ``float`` or ``int8``.
         precision: the runtime precision it is timed and evaluated at.
         artifact: the artifact directory (relative to the workspace).
@@ -59,6 +61,8 @@ class Variant:
     float_layers: list[str] = field(default_factory=list)
     latency_ms: float | None = None
     p90_ms: float | None = None
+    level: str = ""
+    allocation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,16 +81,23 @@ class LevelJob:
     threads: int
 
 
-def level_dir_name(keep: float) -> str:
-    return f"keep{keep:.2f}"
+def level_dir_name(keep: float, allocation: str = "sensitivity") -> str:
+    """``keep0.25`` (sensitivity allocation, and the unpruned ``keep1.00``) or
+    ``keep0.25-uniform``."""
+    return (
+        f"keep{keep:.2f}"
+        if allocation == "sensitivity" or keep >= 1.0
+        else (f"keep{keep:.2f}-{allocation}")
+    )
 
 
-def prepare_level(job: LevelJob, keep: float) -> dict[str, Any]:
+def prepare_level(job: LevelJob, level: tuple[float, str]) -> dict[str, Any]:
     """Prunes, fine-tunes and quantizes one level; never raises (a failure is recorded)."""
     import torch
 
+    keep, allocation = level
     started = time.perf_counter()
-    final = Path(job.staging) / level_dir_name(keep)
+    final = Path(job.staging) / level_dir_name(keep, allocation)
     if (final / LEVEL_FILE).is_file():
         return json.loads((final / LEVEL_FILE).read_text())
     previous = torch.get_num_threads()
@@ -94,9 +105,11 @@ def prepare_level(job: LevelJob, keep: float) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=job.staging))
     work.chmod(0o755)  # mkdtemp makes it private; it becomes an ordinary output directory
     try:
-        variants = _prepare(job, keep, work)
+        variants = _prepare(job, keep, allocation, work)
         result = {
             "keep_macs": keep,
+            "allocation": allocation,
+            "level": final.name,
             "variants": [v.to_dict() for v in variants],
             "seconds": time.perf_counter() - started,
             "worker": f"{os.uname().nodename}:{os.getpid()}",
@@ -104,7 +117,13 @@ def prepare_level(job: LevelJob, keep: float) -> dict[str, Any]:
         }
     except Exception as exc:  # one failing level must not stop the others
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        result = {"keep_macs": keep, "variants": [], "error": last}
+        result = {
+            "keep_macs": keep,
+            "allocation": allocation,
+            "level": final.name,
+            "variants": [],
+            "error": last,
+        }
         result["seconds"] = time.perf_counter() - started
     finally:
         torch.set_num_threads(previous)
@@ -114,25 +133,25 @@ def prepare_level(job: LevelJob, keep: float) -> dict[str, Any]:
     return result
 
 
-def _prepare(job: LevelJob, keep: float, work: Path) -> list[Variant]:
+def _prepare(job: LevelJob, keep: float, allocation: str, work: Path) -> list[Variant]:
     import slimcv
     from slimcv.pruning import PruneConfig
     from slimcv.pruning.sensitivity import SensitivityResult
 
     config = job.config
-    name = level_dir_name(keep)
+    name = level_dir_name(keep, allocation)
     model_dir = Path(job.baseline)
     if keep < 1.0:
         sensitivity = (
             SensitivityResult.from_dict(job.sensitivity)
-            if job.sensitivity and config.allocation == "sensitivity"
+            if job.sensitivity and allocation == "sensitivity"
             else None
         )
         slimcv.prune(
             job.baseline,
             PruneConfig(
                 target_macs=keep,
-                allocation=config.allocation,
+                allocation=allocation,
                 criterion=config.criterion,
                 round_to=config.round_to,
                 finetune_epochs=config.finetune_epochs,
@@ -172,6 +191,8 @@ def _prepare(job: LevelJob, keep: float, work: Path) -> list[Variant]:
         )
     if any(kind == "int8" for _, kind, _ in config.variants()):
         variants.extend(_int8_variants(job, keep, model_dir, work, name, profile))
+    for variant in variants:
+        variant.level, variant.allocation = name, allocation if keep < 1.0 else "none"
     return variants
 
 

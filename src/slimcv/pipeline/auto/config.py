@@ -18,13 +18,16 @@ TARGET_VARIANTS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+ALLOCATIONS = ("sensitivity", "uniform")
+
+
 @dataclass
 class AutoConfig:
     """Auto mode: the fastest model on ``target`` within ``max_drop`` points of the baseline.
 
     The search combines structured pruning (to each fraction of MACs in ``keep_macs``, with
-    per-layer ratios allocated from measured sensitivity and a distillation fine-tune from the
-    unpruned model), INT8 quantization (falling back to mixed precision when full INT8 costs
+    per-layer ratios allocated each way in ``allocations``, and a distillation fine-tune from
+    the unpruned model), INT8 quantization (falling back to mixed precision when full INT8 costs
     too much), and the runtime precisions the target offers (see :data:`TARGET_VARIANTS`).
     Every candidate's top-1 is measured on the target runtime and its latency on the target,
     in this process, one candidate at a time.
@@ -36,7 +39,9 @@ class AutoConfig:
             written).
         batch: the batch size latency is measured at.
         keep_macs: fractions of the baseline's MACs to prune to (1.0 = no pruning).
-        allocation: per-layer pruning ratios: ``sensitivity`` or ``uniform``.
+        allocations: how per-layer ratios are set, each tried at every level: ``sensitivity``
+            (from measured curves: the least-sensitive layers lose the most) and ``uniform``
+            (one ratio everywhere); which wins depends on the model and the runtime.
         criterion: channel importance for pruning.
         finetune_epochs: fine-tuning epochs after pruning.
         distill: fine-tune from the unpruned model's soft targets.
@@ -61,7 +66,7 @@ class AutoConfig:
     latency_budget_ms: float | None = None
     batch: int = 1
     keep_macs: tuple[float, ...] = (1.0, 0.5, 0.25, 0.12, 0.08, 0.05)
-    allocation: str = "sensitivity"
+    allocations: tuple[str, ...] = ("sensitivity", "uniform")
     criterion: str = "l2"
     finetune_epochs: int = 10
     distill: bool = True
@@ -92,9 +97,14 @@ class AutoConfig:
         self.keep_macs = tuple(sorted({float(k) for k in self.keep_macs}, reverse=True))
         if not self.keep_macs or any(not 0 < k <= 1 for k in self.keep_macs):
             raise SlimcvError(f"keep_macs fractions must be in (0, 1], got {list(self.keep_macs)}")
-        if self.allocation not in ("sensitivity", "uniform"):
+        if isinstance(self.allocations, str):
+            self.allocations = (self.allocations,)
+        self.allocations = tuple(dict.fromkeys(self.allocations))
+        unknown = [a for a in self.allocations if a not in ALLOCATIONS]
+        if unknown or not self.allocations:
             raise UnknownNameError(
-                f"unknown allocation {self.allocation!r}; known: sensitivity, uniform"
+                f"unknown allocation {unknown[0] if unknown else ''!r}; known: "
+                + ", ".join(ALLOCATIONS)
             )
         if self.finetune_epochs < 0 or self.train_epochs < 0:
             raise SlimcvError("epochs must be 0 or more")
@@ -104,6 +114,15 @@ class AutoConfig:
             raise SlimcvError("timing_rounds must be >= 1, min_time_s and bench_time_s > 0")
         if self.distill and not self.finetune_epochs:
             self.distill = False  # nothing to distill into; not an error for --finetune-epochs 0
+
+    def levels(self) -> list[tuple[float, str]]:
+        """(MACs fraction, allocation) of every level, most MACs first; 1.0 only once (an
+        unpruned model has no allocation)."""
+        out = []
+        for keep in self.keep_macs:
+            for allocation in self.allocations[:1] if keep >= 1.0 else self.allocations:
+                out.append((keep, allocation))
+        return out
 
     def variants(self) -> list[tuple[str, str, str]]:
         """(name, model kind, runtime precision) of every way a candidate runs on the target."""

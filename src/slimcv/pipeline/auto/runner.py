@@ -28,7 +28,6 @@ from slimcv.pipeline.auto.candidates import (
     LEVEL_FLOAT_ONNX,
     LevelJob,
     Variant,
-    level_dir_name,
     prepare_level,
 )
 from slimcv.pipeline.auto.config import AutoConfig
@@ -269,8 +268,8 @@ def _sensitivity(
     import slimcv
     from slimcv.pruning.sensitivity import analyze_sensitivity
 
-    if all(k >= 1.0 for k in config.keep_macs):
-        _write_result(out, {"curves": None, "reason": "no pruning level below 1.0"})
+    if all(k >= 1.0 for k in config.keep_macs) or "sensitivity" not in config.allocations:
+        _write_result(out, {"curves": None, "reason": "no level uses sensitivity allocation"})
         return {"layers": 0}
     curves = analyze_sensitivity(
         slimcv.load_model(model_dir),
@@ -295,34 +294,42 @@ def _candidates(job: LevelJob, out: Path, progress: bool) -> dict[str, Any]:
     floor = job.baseline_top1 - config.max_drop
     levels: list[dict[str, Any]] = []
     skipped: list[float] = []
-    keeps = list(config.keep_macs)
+    pending = config.levels()
     with (
         TaskPool(prepare_level, job, workers=config.workers, address=config.ray_address) as pool,
         progress_bar(progress) as bar,
     ):
-        task = bar.add_task("candidates", total=len(keeps), status="")
-        while keeps:
-            batch, keeps = keeps[: config.workers], keeps[config.workers :]
+        task = bar.add_task("candidates", total=len(pending), status="")
+        while pending:
+            batch, pending = pending[: config.workers], pending[config.workers :]
 
             def done(_: int, level: dict[str, Any]) -> None:
                 best = max((v["top1"] for v in level["variants"]), default=float("nan"))
                 bar.update(
                     task,
                     advance=1,
-                    status=f"keep {level['keep_macs']:.2f}: top-1 {best:.2f}"
+                    status=f"{level['level']}: top-1 {best:.2f}"
                     + (f" ({level['error']})" if level.get("error") else ""),
                 )
 
             results = pool.run(batch, done)
             levels.extend(results)
-            deepest = results[-1]
-            floats = [v["top1"] for v in deepest["variants"] if v["kind"] == "float"]
-            if keeps and floats and max(floats) < floor - EARLY_STOP_SLACK:
-                skipped, keeps = keeps, []
+            deepest = min(level["keep_macs"] for level in results)
+            floats = [
+                v["top1"]
+                for level in levels
+                if level["keep_macs"] == deepest
+                for v in level["variants"]
+                if v["kind"] == "float"
+            ]
+            finished_keep = all(keep != deepest for keep, _ in pending)
+            if pending and finished_keep and floats and max(floats) < floor - EARLY_STOP_SLACK:
+                skipped = sorted({keep for keep, _ in pending}, reverse=True)
+                pending = []
                 bar.update(task, total=len(levels))
     out.mkdir(parents=True)
     for level in levels:
-        source = staging / level_dir_name(level["keep_macs"])
+        source = staging / level["level"]
         if source.is_dir():
             shutil.move(str(source), str(out / source.name))
     failed = [lvl for lvl in levels if lvl.get("error")]
@@ -368,7 +375,7 @@ def _graph(candidates_dir: Path, variant: Variant) -> Path:
     """The ONNX file a variant's runtime loads."""
     if variant.kind == "int8":
         return candidates_dir / variant.artifact / "model.onnx"
-    return candidates_dir / level_dir_name(variant.keep_macs) / LEVEL_FLOAT_ONNX
+    return candidates_dir / variant.level / LEVEL_FLOAT_ONNX
 
 
 def _latency(
@@ -504,7 +511,7 @@ def _bench(
         float_dir = (
             baseline_dir
             if chosen.keep_macs >= 1.0
-            else str(candidates_dir / level_dir_name(chosen.keep_macs) / "float")
+            else str(candidates_dir / chosen.level / "float")
         )
         roles["chosen"] = (
             str(select_dir / "model"),
