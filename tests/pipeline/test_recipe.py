@@ -106,3 +106,15 @@ def test_yaml_syntax_error_and_missing_file() -> None:
     assert message.startswith("r.yaml:") and "not valid YAML" in message
     with pytest.raises(RecipeError, match="cannot read recipe"):
         load_recipe("no/such/recipe.yaml")
+
+
+def test_distill_needs_a_student_and_keeps_it_apart_from_the_config() -> None:
+    text = GOOD.replace("  - quantize:", "  - distill: {epochs: 2}\n  - quantize:")
+    message = _error(text)
+    assert message.startswith("r.yaml:8: stages[1].distill: distill needs 'student: SOURCE'")
+    text = GOOD.replace(
+        "  - quantize:",
+        "  - distill: {student: 'arch:mobilenetv2:width=0.5', epochs: 2}\n  - quantize:",
+    )
+    stage = parse_recipe(text, source="r.yaml").stages[1]
+    assert stage.student == "arch:mobilenetv2:width=0.5" and stage.config.epochs == 2

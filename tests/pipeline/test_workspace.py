@@ -123,3 +123,23 @@ def test_kill_9_during_quantize_then_resume(finished, tmp_path: Path) -> None:
     assert resumed["stages"][1]["output_sha256"] == prune_hash  # prune was not redone
     assert not resumed["stages"][3]["skipped"]
     assert _figures(out) == _figures(reference)  # same results as the uninterrupted run
+
+
+def test_a_distill_stage_trains_the_student_from_the_model_so_far(tmp_path) -> None:
+    recipe = tmp_path / "distill.yaml"
+    recipe.write_text(
+        "model: slimcv.distillation.students:small_cnn\ndata: digits\nnum_classes: 10\n"
+        "image_size: 16\nstages:\n  - train: {epochs: 2}\n"
+        "  - distill: {student: 'slimcv.distillation.students:tiny_cnn', epochs: 2}\n"
+        "  - quantize: {precision: int8, calibration_size: 64}\n"
+    )
+    result = run_recipe(recipe, tmp_path / "ws")
+    distilled = result.stages[1].metrics
+    assert distilled["macs_ratio"] < 0.5  # the student, not the teacher, flows on
+    assert distilled["student_top1"] > 30  # learned (10 classes: chance is 10%)
+    assert distilled["teacher_top1"] == pytest.approx(result.stages[0].metrics["val_top1"])
+    student = json.loads((tmp_path / "ws" / "02-distill" / "slimcv.json").read_text())
+    assert "tiny_cnn" in json.dumps(student)
+    assert result.stages[2].metrics["float_score"] == pytest.approx(
+        distilled["student_top1"], abs=0.5
+    )

@@ -66,11 +66,16 @@ class _Header(BaseModel):
 
 @dataclass(frozen=True)
 class Stage:
-    """One validated stage: its name, position and config object."""
+    """One validated stage: its name, position and config object.
+
+    ``student`` is the ``distill`` stage's student model source: the model flowing through
+    the recipe is the teacher, and the distilled student flows on.
+    """
 
     name: str
     index: int
     config: Any
+    student: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The config as plain data (for the workspace manifest)."""
@@ -213,9 +218,22 @@ def _stage(index: int, raw: dict[str, Any], lines: _Lines) -> Stage:
     path = where + (name,)
     if not isinstance(options, dict):
         raise lines.error(path, "stage options must be a mapping, e.g. {epochs: 5}")
+    student = None
+    if name == "distill":
+        options = dict(options)
+        student = options.pop("student", None)
+        if not isinstance(student, str) or not student:
+            raise lines.error(
+                path,
+                "distill needs 'student: SOURCE' (the model it trains, e.g. "
+                "torchvision:resnet18 or arch:mobilenetv2:width=0.5); the recipe's model "
+                "so far is the teacher",
+            )
     module, cls_name = STAGE_CONFIGS[name]
     config_cls = getattr(importlib.import_module(module), cls_name)
-    known = [f.name for f in dataclasses.fields(config_cls)]
+    known = [f.name for f in dataclasses.fields(config_cls)] + (
+        ["student"] if name == "distill" else []
+    )
     for key in options:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
@@ -227,7 +245,7 @@ def _stage(index: int, raw: dict[str, Any], lines: _Lines) -> Stage:
         raise _first_error(exc, path, lines, None) from None
     except (SlimcvError, ValueError, TypeError) as exc:  # the config's own __post_init__ checks
         raise lines.error(path, str(exc)) from None
-    return Stage(name=name, index=index, config=config)
+    return Stage(name=name, index=index, config=config, student=student)
 
 
 def _first_error(

@@ -340,10 +340,22 @@ def _run_stage(
             for r in data.get("records", [])
             if r.get("status") == "ok"
         }
-    raise RecipeError(
-        f"stage {stage.index + 1} ({stage.name}) cannot run on its own yet: it needs a student "
-        "model; use 'prune: {distill: true}' or 'quantize: {method: qat, distill: true}'"
-    )
+    if stage.name == "distill":
+        from slimcv.api import as_loaded
+
+        teacher = as_loaded(model, image_size=image_size)
+        student = slimcv.load_model(
+            stage.student or "",
+            num_classes=teacher.num_classes,
+            image_size=teacher.preprocess.image_size,
+        )
+        result = slimcv.distill(teacher, student, recipe.data, out, stage.config)
+        return {
+            "teacher_top1": result.teacher_top1[0] if result.teacher_top1 else None,
+            "student_top1": result.student_top1,
+            "macs_ratio": result.macs_ratio,
+        }
+    raise RecipeError(f"stage {stage.index + 1} ({stage.name}) has no runner")
 
 
 def _pick(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
