@@ -174,6 +174,8 @@ def test_bad_input_fails_before_any_work(tmp_path) -> None:
         (["--target", "tensorrtx"], "unknown target 'tensorrtx'"),
         (["--keep-macs", "1,half"], "--keep-macs takes comma-separated fractions"),
         (["--max-drop", "-2"], "--max-drop is in points"),
+        (["--data", "photos"], "photos has no labels"),
+        (["--num-classes", "7"], "digits has 10 classes, the model 7"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message) -> None:

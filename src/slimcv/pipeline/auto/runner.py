@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slimcv.errors import SlimcvError
+from slimcv.errors import DataError, SlimcvError
 from slimcv.pipeline.auto.candidates import (
     LEVEL_FLOAT_ONNX,
     LevelJob,
@@ -100,10 +100,21 @@ def optimize_auto(
         ArtifactError: workspace problems (see :meth:`Workspace.open`).
     """
     import slimcv
+    from slimcv.data import load_data
     from slimcv.runtimes import RuntimeOptions, get_backend
 
     config = config or AutoConfig()
-    get_backend(config.target).check(RuntimeOptions())  # one clear line before any work
+    # Bad input gets one clear line before any work and before --out is touched.
+    get_backend(config.target).check(RuntimeOptions())
+    loaded = slimcv.load_model(model, num_classes=num_classes, image_size=image_size)
+    bundle = load_data(data, loaded.preprocess, seed=config.seed)
+    if not bundle.labeled:
+        raise DataError(f"{data} has no labels; auto mode bounds top-1, so it needs labeled data")
+    if bundle.num_classes != loaded.num_classes:
+        raise DataError(
+            f"{data} has {bundle.num_classes} classes, the model {loaded.num_classes}; "
+            "pass --num-classes"
+        )
     identity = hashlib.sha256(
         json.dumps(
             {"model": model, "data": data, "config": config.to_dict(), "classes": num_classes},
@@ -128,9 +139,6 @@ def optimize_auto(
     )
     out = workspace.out
     started = time.perf_counter()
-    loaded = None
-    if not config.train_epochs:
-        loaded = slimcv.load_model(model, num_classes=num_classes, image_size=image_size)
     # Workers get the baseline as a path: a model that is not an artifact yet is saved once.
     first = "train" if config.train_epochs else ("model" if "artifact" not in loaded.meta else None)
     planned = ["baseline", "sensitivity", "candidates", "latency", "select", "bench"]
@@ -165,7 +173,6 @@ def optimize_auto(
     base = workspace.stage(
         "baseline", lambda d: _baseline(baseline_dir, data, config, d), on_stage
     ).metrics
-    sensitivity: dict[str, Any] | None = None
     record = workspace.stage(
         "sensitivity", lambda d: _sensitivity(baseline_dir, data, config, d, progress), on_stage
     )
