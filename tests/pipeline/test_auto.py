@@ -97,6 +97,10 @@ def test_the_report_holds_every_section_and_no_external_resource(auto_workspace)
         "http://www.w3.org/2000/svg",
         "http://www.w3.org/1999/xlink",
     }
+    for table in re.findall(r"<table>(.*?)</table>", page, flags=re.DOTALL):
+        rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table, flags=re.DOTALL)
+        width = rows[0].count("<th>")
+        assert all(row.count("<td>") == width for row in rows[1:]), rows[0]
     data = json.loads((auto_workspace / "report.json").read_text())
     assert data["selection"]["chosen"]["name"] in (auto_workspace / "report.md").read_text()
     blocks = data["bench"]["baseline"]["latency_blocks"]["blocks"]

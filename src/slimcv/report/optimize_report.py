@@ -404,6 +404,7 @@ pre{padding:.6rem;overflow-x:auto}
 
 
 def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    assert all(len(row) == len(header) for row in rows), "a row and the header disagree"
     out = ["<table><tr>", *(f"<th>{html.escape(h)}</th>" for h in header), "</tr>"]
     for i, row in enumerate(rows):
         cls = f' class="{classes[i]}"' if classes and classes[i] else ""
@@ -514,6 +515,7 @@ def render_html(data: dict[str, Any]) -> str:
             [
                 "candidate",
                 "keep MACs",
+                "allocation",
                 "MACs",
                 "top-1 %",
                 "p50 ms",
