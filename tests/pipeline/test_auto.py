@@ -17,6 +17,13 @@ from slimcv.pipeline.auto import AutoConfig, optimize_auto
 from slimcv.pipeline.auto.select import TIE_TOLERANCE
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """``slimcv ARGS`` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "slimcv.cli", *args], capture_output=True, text=True
+    )
+
+
 def _manifest(out: Path) -> dict:
     return json.loads((out / "workspace.json").read_text())
 
@@ -54,20 +61,8 @@ def test_every_stage_runs_and_the_choice_is_the_fastest_within_the_bound(auto_wo
 def test_the_chosen_model_reloads_and_runs_on_the_target_in_a_fresh_process(
     auto_workspace,
 ) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slimcv.cli",
-            "eval",
-            str(auto_workspace / "06-select" / "model"),
-            "--data",
-            "digits",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    model = str(auto_workspace / "06-select" / "model")
+    done = _cli("eval", model, "--data", "digits", "--json")
     assert done.returncode == 0, done.stderr
     selection = json.loads((auto_workspace / "06-select" / "result.json").read_text())
     # eval runs the artifact as slimcv would deploy it; same val split, same weights.
@@ -113,11 +108,7 @@ def test_slimcv_report_rebuilds_the_report_from_the_workspace(auto_workspace, tm
     shutil.copytree(auto_workspace, copy)
     for name in ("report.html", "report.json", "report.md"):
         (copy / name).unlink()
-    done = subprocess.run(
-        [sys.executable, "-m", "slimcv.cli", "report", str(copy), "--json"],
-        capture_output=True,
-        text=True,
-    )
+    done = _cli("report", str(copy), "--json")
     assert done.returncode == 0, done.stderr
     assert (copy / "report.html").read_text().count("<svg") == 3
     original = json.loads((auto_workspace / "report.json").read_text())
@@ -183,45 +174,16 @@ def test_bad_input_fails_before_any_work(tmp_path) -> None:
     ],
 )
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slimcv.cli",
-            "optimize",
-            "--model",
-            AUTO_ARGS["model"],
-            "--data",
-            "digits",
-            "--out",
-            str(tmp_path / "ws"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = str(tmp_path / "ws")
+    done = _cli("optimize", "--model", AUTO_ARGS["model"], "--data", "digits", "--out", out, *args)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "ws").exists()
 
 
 def test_cli_refuses_an_out_dir_holding_another_run(auto_workspace) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slimcv.cli",
-            "optimize",
-            "--model",
-            AUTO_ARGS["model"],
-            "--data",
-            "digits",
-            "--out",
-            str(auto_workspace),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = str(auto_workspace)
+    done = _cli("optimize", "--model", AUTO_ARGS["model"], "--data", "digits", "--out", out)
     assert done.returncode == 2
     assert "already holds another run" in done.stderr and "--resume" in done.stderr
 
@@ -229,22 +191,8 @@ def test_cli_refuses_an_out_dir_holding_another_run(auto_workspace) -> None:
 def test_a_recipe_with_auto_mode_options_is_refused(tmp_path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: x\ndata: digits\nstages:\n  - train: {epochs: 1}\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "slimcv.cli",
-            "optimize",
-            "--recipe",
-            str(recipe),
-            "--data",
-            "digits",
-            "--out",
-            str(tmp_path / "ws"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    out = str(tmp_path / "ws")
+    done = _cli("optimize", "--recipe", str(recipe), "--data", "digits", "--out", out)
     assert done.returncode == 2 and "--data: auto-mode options" in done.stderr
 
 
