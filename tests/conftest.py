@@ -91,19 +91,25 @@ def auto_test_config(**overrides):
     return AutoConfig(**options)
 
 
-@pytest.fixture(scope="session")
-def auto_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished auto-mode workspace (``report.html`` written)."""
+def run_auto_test(out: Path, *, resume: bool = False):
+    """The small auto-mode run, into ``out`` (the same identity every time, so it resumes)."""
     from slimcv.pipeline.auto import optimize_auto
 
-    out = tmp_path_factory.mktemp("auto") / "ws"
-    optimize_auto(
+    return optimize_auto(
         AUTO_ARGS["model"],
         AUTO_ARGS["data"],
         out,
         auto_test_config(),
         num_classes=AUTO_ARGS["num_classes"],
         image_size=AUTO_ARGS["image_size"],
+        resume=resume,
         command="slimcv optimize --model slimcv.distillation.students:tiny_cnn ...",
     )
+
+
+@pytest.fixture(scope="session")
+def auto_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished auto-mode workspace (``report.html`` written)."""
+    out = tmp_path_factory.mktemp("auto") / "ws"
+    run_auto_test(out)
     return out

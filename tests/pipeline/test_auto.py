@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AUTO_ARGS, auto_test_config
+from conftest import AUTO_ARGS, auto_test_config, run_auto_test
 from slimcv.errors import ArtifactError, SlimcvError, UnknownNameError
 from slimcv.pipeline.auto import AutoConfig, optimize_auto
 from slimcv.pipeline.auto.select import TIE_TOLERANCE
@@ -120,28 +120,11 @@ def test_resume_of_a_finished_run_reuses_every_stage(auto_workspace, tmp_path) -
     copy = tmp_path / "ws"
     shutil.copytree(auto_workspace, copy)
     # The run that made the fixture; the same arguments make the same identity.
-    result = optimize_auto(
-        AUTO_ARGS["model"],
-        AUTO_ARGS["data"],
-        copy,
-        auto_test_config(),
-        num_classes=10,
-        image_size=16,
-        resume=True,
-        command="slimcv optimize --model slimcv.distillation.students:tiny_cnn ...",
-    )
+    result = run_auto_test(copy, resume=True)
     assert all(s.skipped for s in result.stages)
     # A damaged stage output is redone, with everything after it.
     (copy / "05-latency" / "result.json").write_text("{}")
-    result = optimize_auto(
-        AUTO_ARGS["model"],
-        AUTO_ARGS["data"],
-        copy,
-        auto_test_config(),
-        num_classes=10,
-        image_size=16,
-        resume=True,
-    )
+    result = run_auto_test(copy, resume=True)
     assert [s.skipped for s in result.stages] == [True] * 4 + [False] * 3
 
 
@@ -199,7 +182,7 @@ def test_a_recipe_with_auto_mode_options_is_refused(tmp_path) -> None:
 RUN_AUTO = """
 import sys
 sys.path.insert(0, {tests!r})
-from conftest import AUTO_ARGS, auto_test_config
+from conftest import AUTO_ARGS, auto_test_config, run_auto_test
 from slimcv.pipeline.auto import optimize_auto
 optimize_auto(AUTO_ARGS["model"], AUTO_ARGS["data"], {out!r},
               auto_test_config(allocations=("sensitivity",), keep_macs=(1.0, 0.9, 0.8)),

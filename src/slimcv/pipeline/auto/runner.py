@@ -34,6 +34,7 @@ from slimcv.pipeline.auto.config import AutoConfig
 from slimcv.pipeline.auto.select import Selection, select
 from slimcv.pipeline.workspace import StageRecord, Workspace
 from slimcv.progress import progress_bar
+from slimcv.sources.artifact import MANIFEST, sha256_file
 
 #: Below the accuracy floor by more than this many points, a level's float model says that
 #: pruning further will not come back into the bound (fine-tune noise on a few hundred images
@@ -343,7 +344,7 @@ def _candidates(job: LevelJob, out: Path, progress: bool) -> dict[str, Any]:
     if len(failed) == len(levels):
         raise SlimcvError(f"every candidate failed; first: {failed[0]['error']}")
     manifests = {
-        str(p.parent.relative_to(out)): _sha(p) for p in sorted(out.glob(f"*/*/{'slimcv.json'}"))
+        str(p.parent.relative_to(out)): sha256_file(p) for p in sorted(out.glob(f"*/*/{MANIFEST}"))
     }
     _write_result(
         out,
@@ -365,12 +366,6 @@ def _candidates(job: LevelJob, out: Path, progress: bool) -> dict[str, Any]:
         "skipped_levels": len(skipped),
         "failed_levels": len(failed),
     }
-
-
-def _sha(path: Path) -> str:
-    from slimcv.sources.artifact import sha256_file
-
-    return sha256_file(path)
 
 
 def _variants(candidates_dir: Path) -> list[Variant]:
